@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building, testing and running harbor_orm needs on Debian 12:
+# PostgreSQL 15 with its server headers, pgTAP and pg_prove, libpq, PgBouncer
+# (for the client's pooling tests) and valgrind.  Does nothing when all is there.
+set -euo pipefail
+
+packages=(
+  build-essential
+  pkg-config
+  postgresql-15
+  postgresql-server-dev-15
+  postgresql-15-pgtap
+  libpq-dev
+  libtap-parser-sourcehandler-pgtap-perl
+  pgbouncer
+  valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "== installing: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "not root: install these Debian packages first: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a default cluster on install; the project only uses throwaway ones.
+pg_ctlcluster 15 main stop 2>/dev/null || true

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every harbor_orm test suite, each in a throwaway PostgreSQL cluster,
+# and ends with a pass/fail summary.  Installs what is missing first.
+#
+#   bash test/run_all.sh            all suites
+#   bash test/run_all.sh regress    only the named suites
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install_deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# make install writes one system-wide location: serialise concurrent runs.
+exec 9>/tmp/harbor_orm-tests.lock
+flock 9
+
+if ! scripts/build_install.sh; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+# Every suite: a name and a command; the command manages its own cluster(s).
+suites=(regress pgtap)
+for f in test/suites/*.sh; do
+  [ -e "$f" ] && suites+=("$(basename "$f" .sh)")
+done
+if [ $# -gt 0 ]; then suites=("$@"); fi
+
+passed=0
+failed=0
+failed_names=()
+for s in "${suites[@]}"; do
+  case "$s" in
+    regress|pgtap) cmd=(test/lib/"$s".sh) ;;
+    *)             cmd=(test/suites/"$s".sh) ;;
+  esac
+  echo
+  echo "=================== suite: $s"
+  start=$(date +%s)
+  if bash "${cmd[@]}"; then
+    passed=$((passed + 1))
+    echo "------------------- suite $s: PASS ($(( $(date +%s) - start ))s)"
+  else
+    failed=$((failed + 1))
+    failed_names+=("$s")
+    echo "------------------- suite $s: FAIL ($(( $(date +%s) - start ))s)"
+  fi
+done
+
+echo
+echo "=================== summary"
+for s in "${suites[@]}"; do
+  st=PASS
+  for f in "${failed_names[@]+"${failed_names[@]}"}"; do [ "$f" = "$s" ] && st=FAIL; done
+  printf '  %-24s %s\n' "$s" "$st"
+done
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
