@@ -712,7 +712,7 @@ register_one(Oid relid, const char *name, bool refresh_only)
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", relname),
+				 errmsg("%s is not a table", relname),
 				 errdetail("Only plain and partitioned tables can be registered as models.")));
 
 	has_pk = snapshot_relation(rel, &pk, &cols, &types);
@@ -796,7 +796,7 @@ harbor_register_model(PG_FUNCTION_ARGS)
 Datum
 harbor_unregister_model(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name = text_arg(fcinfo, 0, "name");
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
@@ -1302,11 +1302,13 @@ harbor_register_relationship(PG_FUNCTION_ARGS)
 Datum
 harbor_unregister_relationship(PG_FUNCTION_ARGS)
 {
+	char	   *model = text_arg(fcinfo, 0, "model");
+	char	   *name = text_arg(fcinfo, 1, "name");
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+	Datum		values[2] = {CStringGetTextDatum(model), CStringGetTextDatum(name)};
 	bool		found;
 
-	harbor_model_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	harbor_model_lookup(model, false);
 	SPI_connect();
 	harbor_spi_exec("DELETE FROM harbor.relationship WHERE model = $1 AND name = $2 AND explicit",
 					2, argtypes, values, NULL, false, 0);
@@ -1324,9 +1326,9 @@ harbor_unregister_relationship(PG_FUNCTION_ARGS)
 Datum
 harbor_describe(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name = text_arg(fcinfo, 0, "model");
 	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {PG_GETARG_DATUM(0)};
+	Datum		values[1] = {CStringGetTextDatum(name)};
 	Datum		result;
 	bool		isnull;
 
