@@ -49,7 +49,9 @@ SELECT pg_catalog.pg_extension_config_dump('harbor.relationship_id_seq', '');
 
 -- Backends cache the registry; any change to these tables invalidates it.
 CREATE FUNCTION harbor._registry_changed() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'harbor_registry_changed';
+    LANGUAGE c
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_registry_changed';
 -- Row triggers, so that a statement that changes nothing invalidates nothing.
 CREATE TRIGGER model_changed AFTER INSERT OR UPDATE OR DELETE
     ON harbor.model FOR EACH ROW EXECUTE FUNCTION harbor._registry_changed();
