@@ -1465,32 +1465,35 @@ harbor_registry_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* True if the registry tables exist (not mid-way through DROP EXTENSION). */
+/*
+ * Whether an event trigger has anything to do: the registry tables exist
+ * (they do not mid-way through DROP EXTENSION) and hold at least one model.
+ */
 static bool
-registry_tables_present(void)
+event_trigger_has_work(FunctionCallInfo fcinfo)
 {
 	Oid			nspid = get_namespace_oid(HARBOR_SCHEMA, true);
+	int			nm;
 
-	return OidIsValid(nspid) &&
-		OidIsValid(get_relname_relid("model", nspid)) &&
-		OidIsValid(get_relname_relid("relationship", nspid));
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function must be called as an event trigger")));
+	if (!OidIsValid(nspid) ||
+		!OidIsValid(get_relname_relid("model", nspid)) ||
+		!OidIsValid(get_relname_relid("relationship", nspid)))
+		return false;
+	harbor_model_list(&nm);
+	return nm > 0;
 }
 
 Datum
 harbor_on_ddl_end(PG_FUNCTION_ARGS)
 {
-	int			nm;
 	Oid		   *relids;
 	uint64		n;
 
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("harbor._on_ddl_end() must be called as an event trigger")));
-	if (!registry_tables_present())
-		PG_RETURN_VOID();
-	harbor_model_list(&nm);
-	if (nm == 0)
+	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
 	SPI_connect();
@@ -1527,16 +1530,7 @@ harbor_on_ddl_end(PG_FUNCTION_ARGS)
 Datum
 harbor_on_sql_drop(PG_FUNCTION_ARGS)
 {
-	int			nm;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("harbor._on_sql_drop() must be called as an event trigger")));
-	if (!registry_tables_present())
-		PG_RETURN_VOID();
-	harbor_model_list(&nm);
-	if (nm == 0)
+	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
 	SPI_connect();
