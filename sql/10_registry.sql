@@ -163,6 +163,11 @@ ALTER TABLE variants ADD PRIMARY KEY (id);
 SELECT harbor.register_model('brands');
 ALTER TABLE bins ADD FOREIGN KEY (region, code) REFERENCES warehouses (region, code);
 SELECT * FROM harbor.check_models();
+-- a renamed column under a declared relationship is reported, not guessed
+ALTER TABLE audit RENAME COLUMN product_ref TO product_ref_old;
+SELECT * FROM harbor.check_models();
+ALTER TABLE audit RENAME COLUMN product_ref_old TO product_ref;
+SELECT * FROM harbor.check_models();
 
 -- partitioned tables
 CREATE TABLE events (id bigint, at date, product_id integer REFERENCES products (id),
