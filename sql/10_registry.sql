@@ -200,6 +200,18 @@ SELECT (harbor.describe('products'))->>'name' AS reader_can_describe;
 RESET ROLE;
 SELECT count(*) AS tags_models FROM harbor.models WHERE relation = 'reg.tags'::regclass;
 
+-- identifiers that need quoting, and names that would break include paths
+CREATE TABLE "My Shop.Items" ("Item Id" int PRIMARY KEY, "name""x" text);
+CREATE TABLE "odd lines" (id int PRIMARY KEY, "item.ref id" int REFERENCES "My Shop.Items",
+                          "Weird_id" int REFERENCES "My Shop.Items");
+SELECT harbor.register_model('"My Shop.Items"');
+SELECT harbor.register_model('"odd lines"');
+SELECT harbor.register_model('"odd lines"', E'x\ty');
+SELECT harbor.register_model('"odd lines"', repeat('x', 64));
+SELECT model, name, kind, local_columns, remote_columns, ambiguous FROM harbor.relationships
+ WHERE model IN ('My_Shop_Items', 'odd_lines') ORDER BY model, name, local_columns;
+SELECT * FROM harbor.check_models();
+
 -- clean up
 DROP SCHEMA reg CASCADE;
 SELECT count(*) AS models_left FROM harbor.models;

@@ -127,9 +127,14 @@ PG_FUNCTION_INFO_V1(harbor_on_sql_drop);
 "           'many_to_many', a.m2, a.ref1, a.ref2, a.assoc_relid::regclass, a.fk1, a.fk2,\n" \
 "           a.c1 || ',' || a.c2\n" \
 "      FROM assoc a\n" \
+"), cand_named AS (\n" \
+"    SELECT c.model, regexp_replace(c.name, '[.[:space:]]', '_', 'g') AS name, c.kind, c.target,\n" \
+"           c.local_columns, c.remote_columns, c.secondary, c.secondary_local_columns,\n" \
+"           c.secondary_remote_columns, c.constraint_name\n" \
+"      FROM cand c\n" \
 "), named AS (\n" \
 "    SELECT c.*, count(*) OVER (PARTITION BY c.model, c.name) > 1 AS ambiguous\n" \
-"      FROM cand c\n" \
+"      FROM cand_named c\n" \
 "     WHERE NOT EXISTS (SELECT 1 FROM harbor.relationship r\n" \
 "                        WHERE r.explicit AND r.model = c.model AND r.name = c.name)\n" \
 ")\n"
@@ -767,6 +772,21 @@ register_one(Oid relid, const char *name, bool refresh_only)
 	}
 }
 
+/*
+ * A model's default name: its table's name, with dots and white space
+ * (which would clash with include paths) turned into underscores.
+ */
+static char *
+default_model_name(Oid relid)
+{
+	char	   *name = pstrdup(get_rel_name(relid));
+
+	for (char *p = name; *p; p++)
+		if (*p == '.' || isspace((unsigned char) *p))
+			*p = '_';
+	return name;
+}
+
 Datum
 harbor_register_model(PG_FUNCTION_ARGS)
 {
@@ -782,7 +802,7 @@ harbor_register_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	name = PG_ARGISNULL(1) ? get_rel_name(relid) : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	name = PG_ARGISNULL(1) ? default_model_name(relid) : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	check_identifier_arg(name, "model name");
 
 	SPI_connect();
@@ -852,7 +872,7 @@ harbor_reflect(PG_FUNCTION_ARGS)
 	{
 		char	   *existing = registered_name_of(relids[i]);
 
-		register_one(relids[i], existing ? existing : get_rel_name(relids[i]), false);
+		register_one(relids[i], existing ? existing : default_model_name(relids[i]), false);
 		count++;
 	}
 	registry_rediscover();
