@@ -3,6 +3,7 @@
 CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 CREATE SCHEMA rsv;
 CREATE TABLE rsv.variants (
     id        integer PRIMARY KEY,
@@ -236,6 +237,7 @@ CREATE ROLE rsv_clerk;
 GRANT USAGE ON SCHEMA rsv TO rsv_clerk;
 GRANT SELECT, INSERT, UPDATE, DELETE ON harbor.stock_reservations TO rsv_clerk;
 GRANT SELECT ON rsv.variants TO rsv_clerk;
+GRANT SELECT, UPDATE ON rsv.bins TO rsv_clerk;
 SET ROLE rsv_clerk;
 SELECT harbor.reserve_stock(2, 1, 'L', model => 'variants');
 RESET ROLE;
@@ -246,6 +248,7 @@ CREATE POLICY mugs_only ON rsv.variants TO rsv_clerk USING (sku LIKE 'MUG-%');
 SET ROLE rsv_clerk;
 SELECT order_id, item_id, qty FROM harbor.reserve_stock(2, 1, 'L', model => 'variants');
 SELECT harbor.reserve_stock(3, 1, 'L', model => 'variants');
+-- sweeping as a role that row-level security restricts would lose stock
 SELECT harbor.sweep_expired();
 SELECT harbor.release_reservation('L');
 RESET ROLE;

@@ -16,8 +16,8 @@
  * it (FOR NO KEY UPDATE strength), which does not block inserts of rows
  * that reference the item by foreign key.  Every function takes locks in
  * one order: an order's hold on an item (a new row, or the existing one
- * locked FOR UPDATE) before the item, several items in ascending id
- * order.  Reserve inserts its new hold before it touches the item, so
+ * locked FOR UPDATE) before the item, items in ascending id order,
+ * hold and item for one item before the next.  Reserve inserts its new hold before it touches the item, so
  * that the item lock, the one every checkout of that item queues on, is
  * held only for the decrement and the commit.  The sweeps never wait:
  * they take holds and items with SKIP LOCKED and leave what others hold
@@ -93,8 +93,6 @@ typedef enum ModelPlan
 	MP_RECLAIM,					/* expire an item's expired holds but ours */
 	MP_TAKE,					/* guarded decrement */
 	MP_GIVE,					/* increment */
-	MP_LOCK_MANY,				/* lock items in ascending order */
-	MP_RESTORE_MANY,			/* increment several items at once */
 	MP_SWEEP,					/* one sweep batch */
 	MP_STOCK,					/* read an item's stock, no lock */
 	MP_BAD_STOCK,				/* check: negative or null stock */
@@ -158,17 +156,6 @@ static const struct
 	[MP_GIVE] = {
 		"UPDATE {rel} AS t SET {stock} = t.{stock} + $2 WHERE t.{pk} = $1",
 		2, {INT8OID, INT4OID}
-	},
-	[MP_LOCK_MANY] = {
-		"SELECT t.{pk}::bigint FROM {rel} AS t WHERE t.{pk} = ANY ($1)\n"
-		" ORDER BY t.{pk} FOR NO KEY UPDATE OF t",
-		1, {INT8ARRAYOID}
-	},
-	[MP_RESTORE_MANY] = {
-		"UPDATE {rel} AS t SET {stock} = t.{stock} + v.q\n"
-		"  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS v(id, q)\n"
-		" WHERE t.{pk} = v.id",
-		2, {INT8ARRAYOID, INT8ARRAYOID}
 	},
 	[MP_SWEEP] = {
 		/*
@@ -238,6 +225,7 @@ typedef enum GlobalPlan
 	GP_CONFIRM,
 	GP_ORDER_STATE,
 	GP_EXTEND,
+	GP_ORDER_ITEMS,
 	GP_RELEASE,
 	GP_PURGE,
 	GP_HOLDS,
@@ -294,19 +282,20 @@ static const struct
 		"  FROM c WHERE r.id = c.id",
 		2, {TEXTOID, INTERVALOID}
 	},
+	[GP_ORDER_ITEMS] = {
+		"SELECT DISTINCT r.model, r.item_id FROM harbor.stock_reservations r\n"
+		" WHERE r.order_id = $1 AND r.status = 'active' AND ($2::bigint IS NULL OR r.item_id = $2)\n"
+		" ORDER BY 1, 2",
+		2, {TEXTOID, INT8OID}
+	},
 	[GP_RELEASE] = {
-		/* holds locked in (model, item) order before any item is locked */
-		"WITH c AS MATERIALIZED (\n"
-		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.order_id = $1 AND x.status = 'active'\n"
-		"       AND ($2::bigint IS NULL OR x.item_id = $2)\n"
-		"     ORDER BY x.model, x.item_id FOR UPDATE\n"
-		")\n"
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET status = 'released', closed_at = pg_catalog.now()\n"
-		"  FROM c WHERE r.id = c.id\n"
-		"RETURNING r.model, r.item_id, r.qty",
-		2, {TEXTOID, INT8OID}
+		" WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x\n"
+		"                 WHERE x.order_id = $1 AND x.model = $2 AND x.item_id = $3\n"
+		"                   AND x.status = 'active' FOR UPDATE)\n"
+		"RETURNING r.qty",
+		3, {TEXTOID, TEXTOID, INT8OID}
 	},
 	[GP_PURGE] = {
 		"DELETE FROM harbor.stock_reservations AS r\n"
@@ -730,7 +719,8 @@ unknown_item(StockModel *m, int64 item)
  *
  * Lock order: the order's hold on the item (a new row, or the existing
  * one locked FOR UPDATE) first, then the item.  Release takes them in the
- * same order; the sweeps never wait.
+ * same order, item by item; confirm and extend take holds only, the
+ * sweeps never wait.
  */
 static bool
 reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
@@ -1079,93 +1069,61 @@ harbor_confirm_reservation(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) confirmed);
 }
 
-typedef struct Released
-{
-	char	   *model;
-	int64		item;
-	int64		qty;
-} Released;
-
-static int
-released_cmp(const void *a, const void *b)
-{
-	const Released *x = a;
-	const Released *y = b;
-	int			c = strcmp(x->model, y->model);
-
-	if (c != 0)
-		return c;
-	return (x->item > y->item) - (x->item < y->item);
-}
-
-static Datum
-int8_array(Datum *elems, int n)
-{
-	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
-}
-
 Datum
 harbor_release_reservation(PG_FUNCTION_ARGS)
 {
 	Datum		order = order_arg(fcinfo, 0);
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	StockCache *c;
-	uint64		nreleased;
-	Released   *rel;
-	int			start;
+	uint64		nitems;
+	char	  **models;
+	int64	   *items;
+	int32		released = 0;
 
 	SPI_connect();
 	c = get_stock_cache();
 
-	/* close the holds first: their row locks come before the items' */
 	values[0] = order;
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
-	nreleased = run_plan(global_plan(c, GP_RELEASE), values, nulls, false);
-	rel = palloc(sizeof(Released) * Max(nreleased, 1));
-	for (uint64 i = 0; i < nreleased; i++)
+	nitems = run_plan(global_plan(c, GP_ORDER_ITEMS), values, nulls, false);
+	models = palloc(sizeof(char *) * Max(nitems, 1));
+	items = palloc(sizeof(int64) * Max(nitems, 1));
+	for (uint64 i = 0; i < nitems; i++)
 	{
-		rel[i].model = harbor_spi_getcstring(i, 1);
-		rel[i].item = result_int64(i, 2);
-		rel[i].qty = result_int64(i, 3);
+		models[i] = harbor_spi_getcstring(i, 1);
+		items[i] = result_int64(i, 2);
 	}
-	qsort(rel, nreleased, sizeof(Released), released_cmp);
 
-	/* then per model: lock its items in ascending order, restore in one statement */
-	start = 0;
-	while (start < (int) nreleased)
+	/*
+	 * One item at a time, in (model, item) order: the hold, then the item,
+	 * as reserve takes them.  Taking every hold first and then the items
+	 * would hold a hold on a later item while waiting for an earlier item.
+	 */
+	nulls[1] = ' ';
+	for (uint64 i = 0; i < nitems; i++)
 	{
-		StockModel *m = find_stock_model(c, rel[start].model);
-		int			end = start;
-		int			ngroups = 0;
-		Datum	   *ids = palloc(sizeof(Datum) * nreleased);
-		Datum	   *qtys = palloc(sizeof(Datum) * nreleased);
+		StockModel *m = find_stock_model(c, models[i]);
+		int32		qty = 0;
 
-		while (end < (int) nreleased && strcmp(rel[end].model, rel[start].model) == 0)
-		{
-			if (ngroups > 0 && DatumGetInt64(ids[ngroups - 1]) == rel[end].item)
-				qtys[ngroups - 1] = Int64GetDatum(DatumGetInt64(qtys[ngroups - 1]) + rel[end].qty);
-			else
-			{
-				ids[ngroups] = Int64GetDatum(rel[end].item);
-				qtys[ngroups++] = Int64GetDatum(rel[end].qty);
-			}
-			end++;
-		}
+		values[0] = order;
+		values[1] = CStringGetTextDatum(models[i]);
+		values[2] = Int64GetDatum(items[i]);
+		if (run_plan(global_plan(c, GP_RELEASE), values, NULL, false) == 0)
+			continue;			/* closed meanwhile */
+		qty = (int32) result_int64(0, 1);
+		released++;
 		/* a model that no longer keeps stock has nothing to restore */
 		if (m != NULL)
 		{
-			values[0] = int8_array(ids, ngroups);
-			run_plan(model_plan(m, MP_LOCK_MANY), values, NULL, false);
-			values[1] = int8_array(qtys, ngroups);
-			run_plan(model_plan(m, MP_RESTORE_MANY), values, NULL, false);
+			values[0] = Int64GetDatum(items[i]);
+			values[1] = Int32GetDatum(qty);
+			run_plan(model_plan(m, MP_GIVE), values, NULL, false);
 		}
-		start = end;
 	}
 	SPI_finish();
-	PG_RETURN_INT32((int32) nreleased);
+	PG_RETURN_INT32(released);
 }
 
 Datum

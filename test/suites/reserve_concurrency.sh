@@ -125,6 +125,8 @@ if grep -qiE "deadlock|aborted|error" "$work/pgbench.out"; then
 else
   ok "no errors or deadlocks in the pgbench output"
 fi
+check "no failed transactions (deadlocks, serialization failures)" \
+  "$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/pgbench.out")" "0"
 processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.out")
 if [ "${processed:-0}" -gt 1000 ]; then ok "clients did real work ($processed transactions)"; else not_ok "clients did real work" "only ${processed:-0} transactions"; fi
 refused=$(q "SELECT last_value - 1 + is_called::int FROM t.refused")
