@@ -8,6 +8,7 @@
 #
 #   bash bench/reserve.sh                 build, install, run, print the table
 #   DURATION=20 CLIENTS=16 bash bench/reserve.sh
+#   SCOPES=hot SYNCS=off VARIANTS="cte harbor" bash bench/reserve.sh   a subset
 #
 # Raw pgbench output goes to bench/results/reserve-<timestamp>/.
 set -euo pipefail
@@ -97,10 +98,12 @@ reset_data() {
        -c "VACUUM ANALYZE items" -c "VACUUM ANALYZE harbor.stock_reservations" -c "CHECKPOINT"
 }
 
-variants=(client plpgsql cte harbor)
+variants=(${VARIANTS:-client plpgsql cte harbor})
+scopes=(${SCOPES:-hot spread})
+syncs=(${SYNCS:-off on})
 declare -A tps
-for scope in hot spread; do
-  for sc in off on; do
+for scope in "${scopes[@]}"; do
+  for sc in "${syncs[@]}"; do
     for v in "${variants[@]}"; do
       reset_data
       f="$RESULTS/$scope-$sc-$v.txt"
@@ -118,10 +121,10 @@ done
   echo
   echo "reserve 1 unit: $CLIENTS clients, ${DURATION}s per run, fsync=on, pgbench -M prepared, TPS"
   printf '%-9s %-5s %8s %8s %8s %8s %9s %9s %9s\n' items sync harbor client plpgsql cte "h/client" "h/plpgsql" "h/cte"
-  for scope in hot spread; do
-    for sc in off on; do
-      h=${tps[$scope-$sc-harbor]}; c=${tps[$scope-$sc-client]}
-      p=${tps[$scope-$sc-plpgsql]}; e=${tps[$scope-$sc-cte]}
+  for scope in "${scopes[@]}"; do
+    for sc in "${syncs[@]}"; do
+      h=${tps[$scope-$sc-harbor]:-0}; c=${tps[$scope-$sc-client]:-0}
+      p=${tps[$scope-$sc-plpgsql]:-0}; e=${tps[$scope-$sc-cte]:-0}
       if [ $scope = hot ]; then label="1 hot"; else label="10,000"; fi
       printf '%-9s %-5s %8.0f %8.0f %8.0f %8.0f %8.2fx %8.2fx %8.2fx\n' "$label" "$sc" "$h" "$c" "$p" "$e" \
         "$(echo "$h / ($c + 0.001)" | bc -l)" "$(echo "$h / ($p + 0.001)" | bc -l)" \

@@ -510,7 +510,12 @@ model_sql(StockModel *m, const char *tmpl)
 static SPIPlanPtr
 keep_plan(const char *sql, int nargs, const Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	/*
+	 * Generic plans: every statement probes by key, so a custom plan would
+	 * only cost planning time on each call.
+	 */
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
+										  CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

@@ -22,16 +22,16 @@ echo
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for i in $(seq -w 1 20); do
-  psql -X -At -c "SELECT order_id FROM harbor.reserve_stock($mug, 1, 'order-$i', '15 minutes', 'variants')" \
+  psql -X -At -v VERBOSITY=verbose -c "SELECT order_id FROM harbor.reserve_stock($mug, 1, 'order-$i', '15 minutes', 'variants')" \
     >"$out/$i" 2>&1 &
 done
 wait
 
 ok=$(grep -l '^order-' "$out"/* | wc -l)
-refused=$(grep -l 'ERROR:  insufficient stock' "$out"/* | wc -l)
+refused=$(grep -l "ERROR:  HB001" "$out"/* | wc -l)
 echo "20 checkouts ran at once, each calling harbor.reserve_stock($mug, 1, 'order-NN'):"
 echo "  reserved: $ok"
-echo "  refused:  $refused, with SQLSTATE HB001:"
+echo "  refused:  $refused, all with SQLSTATE HB001:"
 grep -h -A1 'ERROR:' "$out"/* | head -2 | sed 's/^/    /'
 echo
 
