@@ -1,7 +1,7 @@
 -- Stock reservations: enable_stock, reserve_stock, reserve_many, confirm,
 -- release, extend, sweeps, stock_status, check_stock and every error path.
-CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS harbor_orm;
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 CREATE SCHEMA rsv;
