@@ -6,6 +6,10 @@ SET client_min_messages = warning;
 SELECT to_regprocedure('harbor.reserve_stock(bigint,integer,text,interval,text)') IS NULL AS need_reserve,
        to_regprocedure('harbor.load(text,anyarray,text[])') IS NULL AS need_load \gset
 \if :need_reserve
+\else
+SELECT harbor.enable_stock('ct_items');
+\endif
+\if :need_reserve
 CREATE TABLE client_t.holds (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, model text, item_id bigint,
     order_id text, qty integer, status text, created_at timestamptz DEFAULT now(),
