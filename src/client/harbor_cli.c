@@ -256,6 +256,20 @@ jget(const jnode *obj, const char *key)
 	return NULL;
 }
 
+/* An ISO 8601 timestamp as to_jsonb renders timestamptz. */
+static bool
+looks_like_timestamp(const char *s)
+{
+	static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
+
+	for (size_t i = 0; i < sizeof(pattern) - 1; i++)
+	{
+		if (pattern[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pattern[i])
+			return false;
+	}
+	return true;
+}
+
 /* The text a table cell shows for a value (malloc'd). */
 static char *
 cell_text(const jnode *v)
@@ -264,6 +278,12 @@ cell_text(const jnode *v)
 
 	if (v == NULL || v->type == J_NULL)
 		return strdup("");
+	if (v->type == J_STRING && looks_like_timestamp(v->text))
+	{
+		/* 2026-11-25T20:11:30.517056+00:00 reads better as 2026-11-25 20:11:30 */
+		snprintf(buf, sizeof(buf), "%.10s %.8s", v->text, v->text + 11);
+		return strdup(buf);
+	}
 	if (v->type == J_STRING || v->type == J_NUMBER || v->type == J_BOOL)
 		return strdup(v->text);
 	if (v->type == J_ARRAY)
@@ -1021,7 +1041,14 @@ cmd_status(harbor_conn *conn, int argc, char **argv)
 		else if (sw->nchildren == 0)
 			printf("  (not running for this database)\n");
 		else
-			print_table(sw, NULL, 0);
+		{
+			static const char *const cols[] = {"database", "mode", "pid", "state", "rounds",
+				"released_total", "purged_total", "last_run_end", "last_error"};
+
+			/* the usual columns when the server has them, else all */
+			print_table(sw, jget(sw->child, "released_total") ? cols : NULL,
+						jget(sw->child, "released_total") ? 9 : 0);
+		}
 	}
 	jfree(doc);
 	harbor_free(json);
