@@ -11,6 +11,9 @@
 #            (c) the same payload from PL/pgSQL statement triggers over the
 #                transition tables (json_agg + pg_notify), the obvious
 #                hand-written alternative
+#            and, to see where the cost goes: (d) an empty PL/pgSQL
+#            statement trigger with a transition table, (e) no trigger but
+#            a constant pg_notify() in each transaction
 #   reserve: harbor.reserve_stock then harbor.release_reservation
 #            (two transactions), notifications off and on
 # Raw pgbench output goes to bench/results/notify_*.txt.
@@ -42,6 +45,7 @@ CREATE TABLE items (id bigint PRIMARY KEY, stock_qty integer NOT NULL CHECK (sto
 INSERT INTO items SELECT g, 1000000 FROM generate_series(1, 10000) g;
 SELECT harbor.register_model('items');
 VACUUM ANALYZE items;
+CREATE FUNCTION plpgsql_empty() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE FUNCTION plpgsql_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE ids jsonb;
 BEGIN
@@ -60,6 +64,11 @@ SQL
 
 echo '\set id random(1, 10000)
 UPDATE items SET stock_qty = stock_qty WHERE id = :id;' > "$W/update.sql"
+echo '\set id random(1, 10000)
+BEGIN;
+UPDATE items SET stock_qty = stock_qty WHERE id = :id;
+SELECT pg_notify('"'"'harbor_changes'"'"', '"'"'{"model": "items", "op": "update", "ids": [1]}'"'"');
+COMMIT;' > "$W/update_notify.sql"
 echo '\set id random(1, 10000)
 SELECT harbor.reserve_stock(:id, 1, :client_id || '"'"'-'"'"' || :id);
 SELECT harbor.release_reservation(:client_id || '"'"'-'"'"' || :id);' > "$W/reserve.sql"
@@ -88,6 +97,10 @@ harbor_off()  { psql -X -q -At -c "SELECT harbor.disable_change_notify('items')"
 u_none=$(tps update_none "$W/update.sql")
 harbor_on;   u_c=$(tps update_harbor "$W/update.sql");     harbor_off
 plpgsql_on;  u_pl=$(tps update_plpgsql "$W/update.sql");   plpgsql_off
+psql -X -q -c "CREATE TRIGGER p_empty AFTER UPDATE ON items REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION plpgsql_empty()"
+u_empty=$(tps update_empty_trigger "$W/update.sql")
+psql -X -q -c "DROP TRIGGER p_empty ON items"
+u_notify=$(tps update_pg_notify "$W/update_notify.sql")
 r_off=""; r_on=""
 if psql -X -At -c "SELECT to_regprocedure('harbor.enable_stock(text,name)') IS NOT NULL" | grep -q t; then
   psql -X -q -At -c "SELECT harbor.enable_stock('items')" >/dev/null
@@ -101,6 +114,8 @@ printf '%-52s %10s %10s\n' "workload" "tps" "vs none"
 printf '%-52s %10s %10s\n' "UPDATE 1 row, no trigger" "$u_none" "1.00"
 printf '%-52s %10s %10.2f\n' "UPDATE 1 row, harbor.enable_change_notify (C)" "$u_c" "$(echo "$u_c / $u_none" | bc -l)"
 printf '%-52s %10s %10.2f\n' "UPDATE 1 row, PL/pgSQL transition-table trigger" "$u_pl" "$(echo "$u_pl / $u_none" | bc -l)"
+printf '%-52s %10s %10.2f\n' "UPDATE 1 row, empty PL/pgSQL transition-table trigger" "$u_empty" "$(echo "$u_empty / $u_none" | bc -l)"
+printf '%-52s %10s %10.2f\n' "UPDATE 1 row + constant pg_notify(), no trigger" "$u_notify" "$(echo "$u_notify / $u_none" | bc -l)"
 if [ -n "$r_off" ]; then
   printf '%-52s %10s %10s\n' "reserve_stock + release_reservation, notify off" "$r_off" "1.00"
   printf '%-52s %10s %10.2f\n' "reserve_stock + release_reservation, notify on" "$r_on" "$(echo "$r_on / $r_off" | bc -l)"
