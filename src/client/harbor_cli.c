@@ -873,6 +873,19 @@ print_document(const char *json, const char *empty)
 	return EXIT_OK;
 }
 
+/* The end of every command that returns a JSON document. */
+static int
+document_result(harbor_conn *conn, harbor_status st, char *json, const char *empty)
+{
+	int			rc;
+
+	if (st != HARBOR_OK)
+		return fail(conn, st);
+	rc = print_document(json, empty);
+	harbor_free(json);
+	return rc;
+}
+
 static int
 cmd_load(harbor_conn *conn, int argc, char **argv)
 {
@@ -887,11 +900,7 @@ cmd_load(harbor_conn *conn, int argc, char **argv)
 		return bad_input("load needs MODEL ID...%s", "");
 	st = harbor_load(conn, o.pos[0], (const char *const *) &o.pos[1], (size_t) o.npos - 1,
 					 o.include, o.ninclude, &json);
-	if (st != HARBOR_OK)
-		return fail(conn, st);
-	rc = print_document(json, "(no rows)");
-	harbor_free(json);
-	return rc;
+	return document_result(conn, st, json, "(no rows)");
 }
 
 static int
@@ -907,11 +916,7 @@ cmd_get(harbor_conn *conn, int argc, char **argv)
 	if (o.npos != 2)
 		return bad_input("get needs MODEL ID%s", "");
 	st = harbor_get(conn, o.pos[0], o.pos[1], o.include, o.ninclude, &json);
-	if (st != HARBOR_OK)
-		return fail(conn, st);
-	rc = print_document(json, "(not found)");
-	harbor_free(json);
-	return rc;
+	return document_result(conn, st, json, "(not found)");
 }
 
 static int
@@ -928,11 +933,7 @@ cmd_find(harbor_conn *conn, int argc, char **argv)
 		return bad_input("find needs MODEL%s", "");
 	st = harbor_find(conn, o.pos[0], o.filter, o.include, o.ninclude, o.order_by,
 					 o.norder_by, o.limit, o.offset, &json);
-	if (st != HARBOR_OK)
-		return fail(conn, st);
-	rc = print_document(json, "(no rows)");
-	harbor_free(json);
-	return rc;
+	return document_result(conn, st, json, "(no rows)");
 }
 
 static int
