@@ -130,6 +130,8 @@ grep -q "insufficient_stock" "$tmp/err" && ok "message names the refusal" || not
 expect_exit 3 "insufficient stock, --json" -- $harbor --json reserve 1 5 cli-2
 python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); assert d["error"]["sqlstate"] == "HB001"' "$tmp/out" \
   && ok "--json error object with HB001" || { notok "--json error"; cat "$tmp/out"; }
+expect_exit 1 "other error (read-only session)" -- $harbor --dsn "dbname=client_cli options='-c default_transaction_read_only=on'" reserve 2 1 cli-ro
+one_line_err "other error"
 expect_exit 5 "unknown item" -- $harbor reserve 999999 1 cli-3
 expect_exit 6 "confirm what is not held" -- $harbor confirm no-such-order
 expect_exit 0 "reserve-many --json" -- $harbor --json reserve-many cli-4 3:1 4:2 --ttl "5 minutes"
