@@ -1,6 +1,6 @@
 -- Commit-time change notifications: harbor.enable_change_notify
-CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS harbor_orm;
 CREATE SCHEMA notify_t;
 CREATE TABLE notify_t.items (id bigint PRIMARY KEY, label text, stock integer NOT NULL DEFAULT 0);
 CREATE TABLE notify_t.pairs (a integer, b text, PRIMARY KEY (a, b));

@@ -6,7 +6,9 @@
 -- is the model name.  Anyone may fire it (it only queues NOTIFY payloads);
 -- calling it outside a trigger is an error.
 CREATE FUNCTION harbor._notify_changes() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'harbor_notify_changes';
+    LANGUAGE c
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_notify_changes';
 
 CREATE FUNCTION harbor.enable_change_notify(model text)
     RETURNS void
