@@ -108,15 +108,15 @@ fi
 
 echo
 echo "Change notifications on the write path: pgbench -M prepared, 8 clients, ${SECS}s per run, $(nproc) cores"
-printf '%-52s %10s %10s\n' "workload" "tps" "vs none"
-printf '%-52s %10s %10s\n' "UPDATE 1 row, no trigger" "$u_none" "1.00"
-printf '%-52s %10s %10.2f\n' "UPDATE 1 row, harbor.enable_change_notify (C)" "$u_c" "$(echo "$u_c / $u_none" | bc -l)"
-printf '%-52s %10s %10.2f\n' "UPDATE 1 row, PL/pgSQL transition-table trigger" "$u_pl" "$(echo "$u_pl / $u_none" | bc -l)"
-printf '%-52s %10s %10.2f\n' "UPDATE 1 row, empty PL/pgSQL transition-table trigger" "$u_empty" "$(echo "$u_empty / $u_none" | bc -l)"
-printf '%-52s %10s %10.2f\n' "UPDATE 1 row + pg_notify() in the statement, no trigger" "$u_notify" "$(echo "$u_notify / $u_none" | bc -l)"
+printf '%-56s %10s %10s\n' "workload" "tps" "vs none"
+printf '%-56s %10s %10s\n' "UPDATE 1 row, no trigger" "$u_none" "1.00"
+printf '%-56s %10s %10.2f\n' "UPDATE 1 row, harbor.enable_change_notify (C)" "$u_c" "$(echo "$u_c / $u_none" | bc -l)"
+printf '%-56s %10s %10.2f\n' "UPDATE 1 row, PL/pgSQL transition-table trigger" "$u_pl" "$(echo "$u_pl / $u_none" | bc -l)"
+printf '%-56s %10s %10.2f\n' "UPDATE 1 row, empty PL/pgSQL transition-table trigger" "$u_empty" "$(echo "$u_empty / $u_none" | bc -l)"
+printf '%-56s %10s %10.2f\n' "UPDATE 1 row + pg_notify() in the statement, no trigger" "$u_notify" "$(echo "$u_notify / $u_none" | bc -l)"
 if [ -n "$r_off" ]; then
-  printf '%-52s %10s %10s\n' "reserve_stock + release_reservation, notify off" "$r_off" "1.00"
-  printf '%-52s %10s %10.2f\n' "reserve_stock + release_reservation, notify on" "$r_on" "$(echo "$r_on / $r_off" | bc -l)"
+  printf '%-56s %10s %10s\n' "reserve_stock + release_reservation, notify off" "$r_off" "1.00"
+  printf '%-56s %10s %10.2f\n' "reserve_stock + release_reservation, notify on" "$r_on" "$(echo "$r_on / $r_off" | bc -l)"
 else
   echo "(harbor.reserve_stock not installed: reservation rows skipped)"
 fi
