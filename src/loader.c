@@ -30,6 +30,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -472,10 +473,15 @@ loader_cache_check(void)
 	}
 }
 
+/*
+ * Key lookups get a generic plan straight away: an index scan on = ANY is
+ * right whatever the keys, and replanning per call would cost more than
+ * the query.  find() keeps the plan cache's choice, as its filters vary.
+ */
 static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
+prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 	MemoryContext old;
 
 	if (plan == NULL)
@@ -670,7 +676,8 @@ model_root_plan(ModelInfo *mi)
 		initStringInfo(&sql);
 		appendStringInfo(&sql, "SELECT %s FROM %s t", mi->select_list, mi->relname);
 		append_key_match(&sql, "t", mi->model->pk_columns, mi->model->npk, 1);
-		mi->root_plan = prepare_kept(sql.data, mi->pk.n, array_types_of(&mi->pk));
+		mi->root_plan = prepare_kept(sql.data, mi->pk.n, array_types_of(&mi->pk),
+									 CURSOR_OPT_GENERIC_PLAN);
 	}
 	return mi->root_plan;
 }
@@ -747,7 +754,8 @@ rel_info(HarborRelationship *r)
 		}
 		if (ri->to_many)
 			appendStringInfo(&sql, " ORDER BY %s", ri->target->pk_order);
-		ri->plan = prepare_kept(sql.data, ri->nkey, array_types_of(&ri->key));
+		ri->plan = prepare_kept(sql.data, ri->nkey, array_types_of(&ri->key),
+								CURSOR_OPT_GENERIC_PLAN);
 		ri->rel = r;
 	}
 	PG_CATCH();
@@ -1401,6 +1409,59 @@ include_arg(FunctionCallInfo fcinfo, int argno)
 	return PG_GETARG_ARRAYTYPE_P(argno);
 }
 
+/*
+ * Memory for a call.  One context is kept for the backend, with a large
+ * first block, so that a call does not go back to malloc (and the kernel)
+ * for every page it builds; a call made while another is running (from a
+ * policy or trigger function, say) gets a context of its own.
+ */
+static MemoryContext KeptCallContext = NULL;
+static bool kept_call_context_busy = false;
+static bool xact_callback_registered = false;
+
+static void
+loader_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		kept_call_context_busy = false;
+		if (KeptCallContext != NULL)
+			MemoryContextReset(KeptCallContext);
+	}
+}
+
+static MemoryContext
+call_context(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(loader_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	if (kept_call_context_busy)
+		return AllocSetContextCreate(CurrentMemoryContext, "harbor_orm nested load call",
+									 ALLOCSET_DEFAULT_SIZES);
+	if (KeptCallContext == NULL)
+		KeptCallContext = AllocSetContextCreate(TopMemoryContext, "harbor_orm load call",
+												256 * 1024, 256 * 1024, 8 * 1024 * 1024);
+	MemoryContextReset(KeptCallContext);
+	kept_call_context_busy = true;
+	return KeptCallContext;
+}
+
+static void
+release_call_context(MemoryContext cxt)
+{
+	if (cxt == KeptCallContext)
+	{
+		MemoryContextReset(cxt);
+		kept_call_context_busy = false;
+	}
+	else
+		MemoryContextDelete(cxt);
+}
+
 /* Starts a call: SPI, a memory context for the call, the include tree. */
 static LoadCall *
 begin_call(const char *function, const char *model, ArrayType *include, MemoryContext *callercxt)
@@ -1417,8 +1478,7 @@ begin_call(const char *function, const char *model, ArrayType *include, MemoryCo
 	*callercxt = CurrentMemoryContext;
 	loader_cache_check();
 	m = harbor_model_lookup(model, false);
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "harbor_orm load call",
-								ALLOCSET_DEFAULT_SIZES);
+	cxt = call_context();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(cxt);
@@ -1469,7 +1529,7 @@ finish_call(LoadCall *lc, MemoryContext callercxt, bool single)
 	else if (root->ninst > 0)
 		jb = JsonbValueToJsonb(&result.val.array.elems[0]);
 	SPI_finish();
-	MemoryContextDelete(lc->cxt);
+	release_call_context(lc->cxt);
 	if (jb == NULL)
 		return (Datum) 0;
 	return JsonbPGetDatum(jb);
@@ -1998,7 +2058,7 @@ find_plan(FindQuery *q)
 			hash_search(find_plans, &old->hash, HASH_REMOVE, NULL);
 		}
 	}
-	plan = prepare_kept(q->sql.data, q->nparams, q->types);
+	plan = prepare_kept(q->sql.data, q->nparams, q->types, 0);
 	e = hash_search(find_plans, &h, HASH_ENTER, &found);
 	if (found)
 	{
