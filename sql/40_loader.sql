@@ -1,6 +1,6 @@
 -- Batched relation loading: harbor.load, get, find, last_load_stats.
-CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS harbor_orm;
 CREATE SCHEMA lt;
 CREATE TABLE lt.brands (id serial PRIMARY KEY, name text NOT NULL);
 CREATE TABLE lt.products (

@@ -38,8 +38,3 @@ CREATE FUNCTION harbor.last_load_stats()
 COMMENT ON FUNCTION harbor.last_load_stats() IS
     'queries, rows fetched and identity-map hits of the last load, get or find of this session, per path';
 
--- Every backend reads the registry tables when it rebuilds its cache, as
--- whichever user triggers the rebuild; loading runs as the caller, so the
--- callers must be able to read them.  They hold what the public views
--- harbor.models and harbor.relationships already show.
-GRANT SELECT ON harbor.model, harbor.relationship TO PUBLIC;
