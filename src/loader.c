@@ -910,46 +910,70 @@ check_row_limit(LoadCall *lc, int64 n)
 }
 
 /*
- * Takes row r of the current SPI result, whose mapped columns start at
- * attribute off + 1: returns the identity-mapped row, converting it only
- * the first time.  *hit tells whether it was there already.
+ * Takes a result row, deformed into vals/nulls, whose mapped columns start
+ * at index off: returns the identity-mapped row, converting it only the
+ * first time.  *hit tells whether it was there already.
  */
 static LRow *
-identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, HeapTuple tup, TupleDesc desc,
+identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *nulls,
 			 int off, bool *hit)
 {
-	Datum	   *key = palloc(sizeof(Datum) * mi->pk.n);
+	Datum	   *key;
+	Datum		keybuf[INDEX_MAX_KEYS];
 	uint32		h;
 	LRow	   *row;
-	bool		isnull;
+	char	   *mem;
 
+	/* a key only needs its own memory when the row is new */
+	key = mi->pk.n <= INDEX_MAX_KEYS ? keybuf : palloc(sizeof(Datum) * mi->pk.n);
 	for (int k = 0; k < mi->pk.n; k++)
 	{
-		key[k] = key_normalise(&mi->pk, k, SPI_getbinval(tup, desc, off + mi->pk_idx[k] + 1, &isnull));
-		if (isnull)
+		if (nulls[off + mi->pk_idx[k]])
 			elog(ERROR, "null primary key in a row of \"%s\"", mi->model->name);
+		key[k] = key_normalise(&mi->pk, k, vals[off + mi->pk_idx[k]]);
 	}
 	h = key_hash(&mi->pk, key);
 	row = keymap_get(idmap, key, h);
 	if (row != NULL)
 	{
 		*hit = true;
-		pfree(key);
 		return row;
 	}
 	*hit = false;
-	row = palloc(sizeof(LRow));
-	row->values = palloc(sizeof(Datum) * Max(mi->ncols, 1));
-	row->nulls = palloc(sizeof(bool) * Max(mi->ncols, 1));
-	row->json = palloc(sizeof(JsonbValue) * Max(mi->ncols, 1));
+
+	/* one allocation for the row, its values, nulls, JSON and key */
+	mem = palloc(MAXALIGN(sizeof(LRow)) + MAXALIGN(sizeof(Datum) * mi->ncols) +
+				 MAXALIGN(sizeof(JsonbValue) * mi->ncols) + MAXALIGN(sizeof(Datum) * mi->pk.n) +
+				 mi->ncols + 1);
+	row = (LRow *) mem;
+	mem += MAXALIGN(sizeof(LRow));
+	row->values = (Datum *) mem;
+	mem += MAXALIGN(sizeof(Datum) * mi->ncols);
+	row->json = (JsonbValue *) mem;
+	mem += MAXALIGN(sizeof(JsonbValue) * mi->ncols);
+	memcpy(mem, key, sizeof(Datum) * mi->pk.n);
+	key = (Datum *) mem;
+	mem += MAXALIGN(sizeof(Datum) * mi->pk.n);
+	row->nulls = (bool *) mem;
 	row->stamp = -1;
+	memcpy(row->values, vals + off, sizeof(Datum) * mi->ncols);
+	memcpy(row->nulls, nulls + off, sizeof(bool) * mi->ncols);
 	for (int i = 0; i < mi->ncols; i++)
-	{
-		row->values[i] = SPI_getbinval(tup, desc, off + i + 1, &row->nulls[i]);
 		convert_value(mi, i, row->values[i], row->nulls[i], &row->json[i]);
-	}
 	keymap_put(idmap, key, h, row);
 	return row;
+}
+
+/* Deforms every row of the current SPI result at once. */
+static void
+deform_result(SPITupleTable *tt, uint64 n, Datum **vals, bool **nulls)
+{
+	int			natts = tt->tupdesc->natts;
+
+	*vals = palloc(sizeof(Datum) * natts * Max(n, 1));
+	*nulls = palloc(sizeof(bool) * natts * Max(n, 1));
+	for (uint64 r = 0; r < n; r++)
+		heap_deform_tuple(tt->vals[r], tt->tupdesc, *vals + r * natts, *nulls + r * natts);
 }
 
 static void
@@ -1072,31 +1096,35 @@ load_node(LoadCall *lc, IncNode *node)
 	{
 		int			n = Min(chunk, npending - start);
 		SPITupleTable *tt;
+		int			natts;
+		Datum	   *vals;
+		bool	   *nulls;
 
 		run_keyed(lc, node, ri->plan, &ri->key, pending + start, n);
 		tt = SPI_tuptable;
+		natts = tt->tupdesc->natts;
+		deform_result(tt, SPI_processed, &vals, &nulls);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
-			HeapTuple	tup = tt->vals[r];
-			Datum	   *key = palloc(sizeof(Datum) * ri->nkey);
-			bool		isnull;
+			Datum	   *rv = vals + r * natts;
+			bool	   *rn = nulls + r * natts;
+			Datum		key[INDEX_MAX_KEYS];
 			bool		hit;
 			Link	   *l;
 			LRow	   *row;
 
 			for (int k = 0; k < ri->nkey; k++)
-				key[k] = key_normalise(&ri->key, k, SPI_getbinval(tup, tt->tupdesc, k + 1, &isnull));
+				key[k] = key_normalise(&ri->key, k, rv[k]);
 			l = keymap_get(links, key, key_hash(&ri->key, key));
 			if (l == NULL)
 				elog(ERROR, "harbor.%s: row of \"%s\" matches no requested key", lc->function, ri->label);
-			row = identity_row(lc, ri->target, idmap, tup, tt->tupdesc, ri->nkey, &hit);
+			row = identity_row(lc, ri->target, idmap, rv, rn, ri->nkey, &hit);
 			if (hit)
 			{
 				node->hits++;
 				lc->hits++;
 			}
 			link_add(l, row);
-			pfree(key);
 		}
 		for (int i = start; i < start + n; i++)
 		{
@@ -1497,11 +1525,15 @@ take_roots(LoadCall *lc)
 	IncNode	   *root = lc->root;
 	KeyMap	   *idmap = call_map(lc, &lc->idmaps, root->mi, &root->mi->pk);
 	SPITupleTable *tt = SPI_tuptable;
+	int			natts = tt->tupdesc->natts;
+	Datum	   *vals;
+	bool	   *nulls;
 
+	deform_result(tt, SPI_processed, &vals, &nulls);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		hit;
-		LRow	   *row = identity_row(lc, root->mi, idmap, tt->vals[r], tt->tupdesc, 0, &hit);
+		LRow	   *row = identity_row(lc, root->mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
 
 		node_add_instance(root, row);
 	}
@@ -1689,12 +1721,18 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *n
 	{
 		int			n = Min(chunk, nkeys - start);
 
+		int			natts;
+		Datum	   *vals;
+		bool	   *nulls;
+
 		run_keyed(lc, lc->root, plan, &mi->pk, keys + start, n);
+		natts = SPI_tuptable->tupdesc->natts;
+		deform_result(SPI_tuptable, SPI_processed, &vals, &nulls);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		hit;
 
-			identity_row(lc, mi, idmap, SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 0, &hit);
+			identity_row(lc, mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
 		}
 	}
 	/* in the order of ids; unknown ones are left out */
