@@ -104,6 +104,9 @@ typedef struct ModelInfo
 	KeyInfo		pk;
 	SPIPlanPtr	root_plan;		/* by primary keys */
 	char	   *pk_order;		/* t."id", ... */
+	bool		pk_sortable;	/* every pk column has a btree order */
+	bool	   *pk_intcmp;		/* compare as int64 Datums */
+	FmgrInfo   *pk_cmp;			/* else the btree comparison */
 } ModelInfo;
 
 /* Per backend and registry generation: how to load one relationship. */
@@ -611,6 +614,26 @@ model_info(HarborModel *m)
 		}
 		mi->pk_order = buf.data;
 		keyinfo_init(&mi->pk, m->npk, pktypes);
+		mi->pk_sortable = true;
+		mi->pk_intcmp = palloc0(sizeof(bool) * m->npk);
+		mi->pk_cmp = palloc0(sizeof(FmgrInfo) * m->npk);
+		for (int k = 0; k < m->npk; k++)
+		{
+			Oid			base = getBaseType(pktypes[k]);
+
+			if (base == INT2OID || base == INT4OID || base == INT8OID || base == DATEOID ||
+				base == TIMESTAMPOID || base == TIMESTAMPTZOID)
+				mi->pk_intcmp[k] = true;
+			else
+			{
+				TypeCacheEntry *tc = lookup_type_cache(pktypes[k], TYPECACHE_CMP_PROC_FINFO);
+
+				if (OidIsValid(tc->cmp_proc))
+					fmgr_info_copy(&mi->pk_cmp[k], &tc->cmp_proc_finfo, LoaderCacheContext);
+				else
+					mi->pk_sortable = false;
+			}
+		}
 		mi->root_plan = NULL;
 		mi->model = m;
 	}
@@ -752,7 +775,8 @@ rel_info(HarborRelationship *r)
 			appendStringInfo(&sql, "%s FROM %s t", ri->target->select_list, ri->target->relname);
 			append_key_match(&sql, "t", r->remote_columns, r->ncolumns, 1);
 		}
-		if (ri->to_many)
+		/* children are sorted per parent in C, cheaper than a Sort node */
+		if (ri->to_many && !ri->target->pk_sortable)
 			appendStringInfo(&sql, " ORDER BY %s", ri->target->pk_order);
 		ri->plan = prepare_kept(sql.data, ri->nkey, array_types_of(&ri->key),
 								CURSOR_OPT_GENERIC_PLAN);
@@ -976,6 +1000,30 @@ deform_result(SPITupleTable *tt, uint64 n, Datum **vals, bool **nulls)
 		heap_deform_tuple(tt->vals[r], tt->tupdesc, *vals + r * natts, *nulls + r * natts);
 }
 
+/* Orders the children of one parent by the target's primary key. */
+static int
+row_pk_cmp(const void *a, const void *b, void *arg)
+{
+	ModelInfo  *mi = arg;
+	const LRow *ra = *(LRow *const *) a;
+	const LRow *rb = *(LRow *const *) b;
+
+	for (int k = 0; k < mi->pk.n; k++)
+	{
+		Datum		da = ra->values[mi->pk_idx[k]];
+		Datum		db = rb->values[mi->pk_idx[k]];
+		int			c;
+
+		if (mi->pk_intcmp[k])
+			c = (int64) da < (int64) db ? -1 : ((int64) da > (int64) db ? 1 : 0);
+		else
+			c = DatumGetInt32(FunctionCall2Coll(&mi->pk_cmp[k], mi->pk.collation[k], da, db));
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
 static void
 link_add(Link *l, LRow *row)
 {
@@ -1131,6 +1179,8 @@ load_node(LoadCall *lc, IncNode *node)
 			Link	   *l = keymap_get(links, pending[i], key_hash(&ri->key, pending[i]));
 
 			l->loaded = true;
+			if (ri->to_many && ri->target->pk_sortable && l->nrows > 1)
+				qsort_arg(l->rows, l->nrows, sizeof(LRow *), row_pk_cmp, ri->target);
 		}
 	}
 
