@@ -648,8 +648,9 @@ model_info(HarborModel *m)
 }
 
 /*
- * "FROM <rel> t WHERE t.c = ANY($1)" for one key column, a join to
- * ROWS FROM (unnest($1), unnest($2), ...) for several: both use an index on the key columns.
+ * "WHERE t.c = ANY($1)" for one key column, a join to ROWS FROM
+ * (unnest($1), unnest($2), ...) for several: both use an index on the key
+ * columns.
  */
 static void
 append_key_match(StringInfo buf, const char *alias, char **cols, int n, int firstparam)
