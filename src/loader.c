@@ -484,16 +484,17 @@ loader_cache_check(void)
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
-	MemoryContext old;
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
-	old = MemoryContextSwitchTo(LoaderCacheContext);
+	MemoryContextSwitchTo(LoaderCacheContext);
 	kept_plans = lappend(kept_plans, plan);
-	MemoryContextSwitchTo(old);
+	/* SPI leaves its procedure context current: go back to the caller's */
+	MemoryContextSwitchTo(caller);
 	return plan;
 }
 
@@ -1071,6 +1072,8 @@ run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **key
 	rc = SPI_execute_plan(plan, params, NULL, true, room + 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "harbor.%s: query failed: %s", lc->function, SPI_result_code_string(rc));
+	/* SPI leaves its procedure context current; stay in the call's */
+	MemoryContextSwitchTo(lc->cxt);
 	lc->queries++;
 	node->queries++;
 	lc->fetched += SPI_processed;
@@ -2182,6 +2185,7 @@ harbor_find(PG_FUNCTION_ARGS)
 	rc = SPI_execute_plan(find_plan(q), q->values, q->nulls, true, (int64) harbor_load_max_rows + 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "harbor.find: query failed: %s", SPI_result_code_string(rc));
+	MemoryContextSwitchTo(lc->cxt);
 	lc->queries++;
 	lc->root->queries++;
 	lc->fetched += SPI_processed;
