@@ -1844,7 +1844,8 @@ harbor_get(PG_FUNCTION_ARGS)
 
 	if (isnull)
 	{
-		model_arg(fcinfo);
+		/* nothing to load, but the model must still exist */
+		harbor_model_lookup(model_arg(fcinfo), false);
 		PG_RETURN_NULL();
 	}
 	elem = PG_GETARG_DATUM(1);
