@@ -27,10 +27,15 @@ SHLIB_LINK  =
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(DATA_built): $(SCRIPT_PARTS) harbor_orm.control
+# Rebuilt whenever a part changes, appears or disappears; the file is only
+# replaced when its content differs, so an unchanged script is not reinstalled.
+$(DATA_built): $(SCRIPT_PARTS) harbor_orm.control FORCE
 	@{ echo '-- harbor_orm $(EXTVERSION): generated from sql/parts/*.sql by make; edit the parts.'; \
 	   printf '%s\n' '\echo Use "CREATE EXTENSION harbor_orm" to load this file. \quit'; \
-	   for f in $(SCRIPT_PARTS); do echo; echo "-- ---- $$f ----"; cat $$f; done; } > $@
+	   for f in $(SCRIPT_PARTS); do echo; echo "-- ---- $$f ----"; cat $$f; done; } > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+FORCE:
+.PHONY: FORCE
 
 $(OBJS): $(wildcard src/*.h)
 

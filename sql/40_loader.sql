@@ -1,0 +1,200 @@
+-- Batched relation loading: harbor.load, get, find, last_load_stats.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS harbor_orm;
+CREATE SCHEMA lt;
+CREATE TABLE lt.brands (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE lt.products (
+    id serial PRIMARY KEY, sku text NOT NULL UNIQUE, name text NOT NULL,
+    price_cents integer NOT NULL, brand_id integer REFERENCES lt.brands (id));
+CREATE INDEX ON lt.products (brand_id);
+CREATE TABLE lt.variants (
+    id serial PRIMARY KEY, product_id integer NOT NULL REFERENCES lt.products (id),
+    size text NOT NULL, stock_qty integer NOT NULL DEFAULT 0);
+CREATE INDEX ON lt.variants (product_id);
+CREATE TABLE lt.tags (id serial PRIMARY KEY, label text NOT NULL);
+CREATE TABLE lt.product_tags (
+    product_id integer REFERENCES lt.products (id), tag_id integer REFERENCES lt.tags (id),
+    PRIMARY KEY (product_id, tag_id));
+-- one-to-one: the FK is the primary key
+CREATE TABLE lt.details (
+    product_id integer PRIMARY KEY REFERENCES lt.products (id), description text);
+-- composite keys
+CREATE TABLE lt.bins (aisle text, slot integer, label text, PRIMARY KEY (aisle, slot));
+CREATE TABLE lt.placements (
+    id serial PRIMARY KEY, variant_id integer REFERENCES lt.variants (id),
+    aisle text, slot integer, FOREIGN KEY (aisle, slot) REFERENCES lt.bins (aisle, slot));
+CREATE INDEX ON lt.placements (aisle, slot);
+
+INSERT INTO lt.brands (name) VALUES ('Acme'), ('Bolt'), ('Crest');
+INSERT INTO lt.products (sku, name, price_cents, brand_id) VALUES
+    ('MUG', 'Mug', 900, 1), ('CAP', 'Cap', 1500, 1), ('HAT', 'Hat', 2500, 2),
+    ('PEN', 'Pen "blue"', 150, NULL), ('BAG', 'Bag', 4000, 1);
+INSERT INTO lt.variants (product_id, size, stock_qty) VALUES
+    (1, 'S', 3), (1, 'M', 0), (2, 'L', 7), (3, 'M', 1), (3, 'S', 2), (5, 'XL', 4);
+INSERT INTO lt.tags (label) VALUES ('red'), ('sale'), ('new');
+INSERT INTO lt.product_tags VALUES (1, 3), (1, 1), (3, 2), (5, 1);
+INSERT INTO lt.details VALUES (1, 'Ceramic'), (3, 'Wool');
+INSERT INTO lt.bins VALUES ('A', 1, 'A-1'), ('A', 2, 'A-2'), ('B', 1, 'B-1');
+INSERT INTO lt.placements (variant_id, aisle, slot) VALUES (1, 'A', 1), (1, 'B', 1), (3, 'A', 1), (4, NULL, NULL);
+SELECT harbor.reflect('lt');
+SELECT model, name, kind, target FROM harbor.relationships ORDER BY model, name;
+
+-- roots in the order of ids; duplicates, NULLs and unknown ids dropped
+SELECT harbor.load('products', ARRAY[3, 1, NULL, 3, 99, 1]);
+SELECT harbor.load('products', '{}'::int[]), harbor.load('products', NULL::int[]);
+-- ids of another integer type are converted
+SELECT harbor.load('brands', ARRAY[2::bigint, 1::bigint]);
+
+-- one-to-many (ordered by the target key, [] when none), many-to-one
+-- (object or null), many-to-many, one-to-one (object or null)
+SELECT jsonb_pretty(harbor.load('products', ARRAY[1, 4], '{variants, brand, tags, details}'));
+SELECT harbor.last_load_stats();
+
+-- nested paths; a path implies its prefixes
+SELECT jsonb_pretty(harbor.load('brands', ARRAY[1], '{products.variants.placements.bins}'));
+SELECT jsonb_path_query_array(harbor.last_load_stats(), '$.paths[*].path');
+
+-- shared many-to-one targets are asked for once
+SELECT harbor.load('variants', ARRAY[1, 2, 3, 4, 5, 6], '{product.brand}') -> 0;
+SELECT p->>'path' AS path, p->'queries' AS queries, p->'rows_fetched' AS rows_fetched,
+       p->'distinct_rows' AS distinct_rows, p->'identity_hits' AS identity_hits
+  FROM jsonb_array_elements(harbor.last_load_stats()->'paths') p;
+
+-- a cycle: rows already loaded are taken from the identity map
+SELECT harbor.load('products', ARRAY[2], '{variants.product.variants}');
+SELECT p->>'path' AS path, p->'queries' AS queries, p->'identity_hits' AS identity_hits
+  FROM jsonb_array_elements(harbor.last_load_stats()->'paths') p;
+
+-- composite keys: roots by ROW ids, relationships both ways
+SELECT harbor.load('bins', ARRAY[ROW('B', 1), ROW('A', 1), ROW('Z', 9), NULL], '{placements.variant}');
+SELECT harbor.load('placements', ARRAY[1, 4], '{bins}');
+
+-- get: one object or NULL
+SELECT harbor.get('products', 3, '{brand, details}');
+SELECT harbor.get('products', 42), harbor.get('products', NULL::int);
+SELECT harbor.get('bins', ROW('A', 2));
+
+-- find: filters are bound parameters, order_by and paging
+SELECT harbor.find('products', '{"price_cents": {"gte": 900, "lt": 4000}}', order_by => '{price_cents desc}');
+SELECT harbor.find('products', '{"brand_id": null}');
+SELECT harbor.find('products', '{"brand_id": {"is_null": false}, "name": {"ilike": "%A%"}}', '{brand}', '{name}');
+SELECT harbor.find('products', '{"id": {"in": [5, 2, 4]}, "sku": {"ne": "CAP"}}');
+SELECT harbor.find('products', '{"sku": "HAT"}', '{variants}');
+SELECT harbor.find('products', '{"name": {"like": "%\"%"}}');
+SELECT harbor.find('products', '{}', order_by => '{ brand_id desc ,id}', lim => 2, offs => 1);
+SELECT harbor.find('products', '{"sku": "x''; DROP TABLE lt.products; --"}');
+SELECT harbor.find('variants', '{"stock_qty": {"lte": 1}, "size": {"eq": "M"}}');
+
+-- every column rendered as to_jsonb renders its type
+CREATE TYPE lt.mood AS ENUM ('calm', 'busy');
+CREATE TYPE lt.pair AS (a integer, b text);
+CREATE TABLE lt.typed (
+    id bigint PRIMARY KEY, n numeric, nn numeric, f float8, fi float4, b boolean,
+    ts timestamp, tz timestamptz, d date, t text, c char(4), vc varchar(10),
+    j json, jb jsonb, arr integer[], u uuid, m lt.mood, p lt.pair, i interval,
+    r int4range, s smallint, bin bytea, tm time);
+INSERT INTO lt.typed VALUES
+    (1, 12.50, 'NaN', 'Infinity', 1.5, true, '2026-01-02 03:04:05.678', '2026-01-02 03:04:05+02',
+     '2026-01-02', E'tab\there "q"', 'ab', 'x', '{"k": [1, 2]}', '[{"a": null}]', '{1,NULL,3}',
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'busy', ROW(1, 'one'), '1 day 2 hours', '[1,5)',
+     -7, '\x0102', '10:11:12'),
+    (2, NULL, -0.001, -1.25e-10, 'NaN', false, 'infinity', '-infinity', '2026-02-03',
+     '', NULL, NULL, 'null', '"s"', '{}', NULL, 'calm', NULL, NULL, 'empty', 0, NULL, NULL);
+SELECT harbor.register_model('lt.typed');
+SELECT harbor.load('typed', ARRAY[1, 2]) = (SELECT jsonb_agg(to_jsonb(x) ORDER BY id) FROM lt.typed x) AS same_as_to_jsonb;
+SELECT harbor.load('typed', ARRAY[1, 2]);
+
+-- the registry changing (a new column) is picked up by the kept plans
+ALTER TABLE lt.brands ADD COLUMN country text DEFAULT 'NZ';
+SELECT harbor.load('products', ARRAY[1], '{brand}') -> 0 -> 'brand';
+ALTER TABLE lt.brands DROP COLUMN country;
+SELECT harbor.load('products', ARRAY[1], '{brand}') -> 0 -> 'brand';
+
+-- privileges and row-level security apply to every query
+CREATE ROLE lt_reader;
+GRANT USAGE ON SCHEMA lt TO lt_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA lt TO lt_reader;
+REVOKE SELECT ON lt.tags FROM lt_reader;
+ALTER TABLE lt.products ENABLE ROW LEVEL SECURITY;
+CREATE POLICY cheap ON lt.products FOR SELECT USING (price_cents < 2000);
+SET ROLE lt_reader;
+SELECT harbor.load('products', ARRAY[1, 2, 3, 4, 5], '{brand}');
+SELECT harbor.load('variants', ARRAY[1, 4], '{product}');
+SELECT harbor.load('brands', ARRAY[2], '{products}');
+SELECT harbor.load('products', ARRAY[1], '{tags}');
+SELECT harbor.find('products', '{"price_cents": {"gt": 1000}}');
+RESET ROLE;
+SELECT jsonb_array_length(harbor.load('products', ARRAY[1, 2, 3, 4, 5])) AS owner_sees;
+ALTER TABLE lt.products DISABLE ROW LEVEL SECURITY;
+
+-- the number of queries does not depend on the number of ids
+INSERT INTO lt.products (sku, name, price_cents, brand_id)
+SELECT 'GEN-' || g, 'Generated ' || g, g, 1 + g % 3 FROM generate_series(1, 1000) g;
+INSERT INTO lt.variants (product_id, size)
+SELECT p.id, s FROM lt.products p, unnest('{S,M}'::text[]) s WHERE p.sku LIKE 'GEN-%';
+SELECT jsonb_array_length(harbor.load('products', ARRAY(SELECT generate_series(6, 15)), '{variants, brand, tags}')) AS roots,
+       harbor.last_load_stats()->'queries' AS queries;
+SELECT jsonb_array_length(harbor.load('products', ARRAY(SELECT generate_series(6, 1005)), '{variants, brand, tags}')) AS roots,
+       harbor.last_load_stats()->'queries' AS queries,
+       harbor.last_load_stats()->'rows_fetched' AS rows_fetched;
+-- chunks: 1,000 keys at 400 a query take 3 queries per path
+SET harbor_orm.load_chunk_size = 400;
+SELECT jsonb_array_length(harbor.load('products', ARRAY(SELECT generate_series(6, 1005)), '{variants, brand, tags}')) AS roots,
+       harbor.last_load_stats()->'queries' AS queries;
+SELECT p->>'path' AS path, p->'queries' AS queries, p->'rows_fetched' AS rows_fetched
+  FROM jsonb_array_elements(harbor.last_load_stats()->'paths') p;
+RESET harbor_orm.load_chunk_size;
+
+-- load_max_rows stops a call that would build too much
+SET harbor_orm.load_max_rows = 100;
+SELECT harbor.load('products', ARRAY(SELECT generate_series(1, 50)), '{variants}');
+SELECT harbor.load('products', ARRAY(SELECT generate_series(1, 101)));
+SELECT harbor.find('variants');
+SELECT jsonb_array_length(harbor.load('products', ARRAY(SELECT generate_series(1, 30)), '{variants}'));
+RESET harbor_orm.load_max_rows;
+
+-- errors
+SELECT harbor.load('nope', ARRAY[1]);
+SELECT harbor.load(NULL, ARRAY[1]);
+SELECT harbor.load('products', ARRAY[1], '{variants.nope}');
+SELECT harbor.load('products', ARRAY[1], '{variants..product}');
+SELECT harbor.load('products', ARRAY[1], '{NULL}');
+SELECT harbor.load('products', ARRAY['1']);
+SELECT harbor.load('products', ARRAY[1.5]);
+SELECT harbor.load('products', ARRAY[5000000000]);
+SELECT harbor.load('products', ARRAY[[1, 2], [3, 4]]);
+SELECT harbor.load('bins', ARRAY['A']);
+SELECT harbor.load('bins', ARRAY[ROW('A', 1, 2)]);
+SELECT harbor.load('bins', ARRAY[ROW('A', now())]);
+SET harbor_orm.max_include_depth = 2;
+SELECT harbor.load('products', ARRAY[1], '{variants.product.brand}');
+RESET harbor_orm.max_include_depth;
+SELECT harbor.find('products', '{"colour": "red"}');
+SELECT harbor.find('products', '{"id": {"near": 1}}');
+SELECT harbor.find('products', '{"id": {}}');
+SELECT harbor.find('products', '{"id": {"like": "1%"}}');
+SELECT harbor.find('products', '{"id": {"in": 1}}');
+SELECT harbor.find('products', '{"id": {"is_null": "yes"}}');
+SELECT harbor.find('products', '{"id": {"lt": null}}');
+SELECT harbor.find('products', '{"id": "one"}');
+SELECT harbor.find('products', '[1]');
+SELECT harbor.find('products', order_by => '{colour}');
+SELECT harbor.find('products', order_by => '{id upward}');
+SELECT harbor.find('products', lim => -1);
+-- an ambiguous relationship: two foreign keys to products
+CREATE TABLE lt.swaps (id serial PRIMARY KEY,
+    give_id integer REFERENCES lt.products (id), take_id integer REFERENCES lt.products (id));
+SELECT harbor.register_model('lt.swaps');
+SELECT harbor.load('products', ARRAY[1], '{swaps}');
+SELECT harbor.load('swaps', '{}'::int[], '{give, take}');
+-- a relationship with the name of a column
+CREATE TABLE lt.notes (id serial PRIMARY KEY, brand text, brand_id integer REFERENCES lt.brands (id));
+SELECT harbor.register_model('lt.notes');
+SELECT harbor.load('notes', ARRAY[1], '{brand}');
+SELECT harbor.last_load_stats() IS NULL AS no_stats_after_error;
+
+DROP SCHEMA lt CASCADE;
+REVOKE ALL ON SCHEMA public FROM lt_reader;
+DROP OWNED BY lt_reader;
+DROP ROLE lt_reader;
+SELECT count(*) AS models_left FROM harbor.models WHERE relation::text LIKE 'lt.%';
