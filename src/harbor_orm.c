@@ -21,6 +21,7 @@
 #include "utils/guc.h"
 
 #include "harbor_orm.h"
+#include "reservations.h"
 #include "sweeper.h"
 
 PG_MODULE_MAGIC;
@@ -120,5 +121,6 @@ _PG_init(void)
 {
 	harbor_define_gucs();
 	harbor_registry_init();
+	harbor_reservations_init();
 	harbor_sweeper_init();
 }

@@ -1,0 +1,1497 @@
+/*-------------------------------------------------------------------------
+ *
+ * reservations.c
+ *	  Stock reservation with row locking: reserve, confirm, release, extend
+ *	  and expire holds on the stock of registered models, never overselling.
+ *
+ * A stock model is a registered table with a one-column integer primary
+ * key (the item id) and an integer stock column (harbor.enable_stock).
+ * A hold takes stock out of the stock column and records a row in
+ * harbor.stock_reservations; releasing or expiring it puts the stock back,
+ * confirming it keeps the stock taken.  So for every item
+ *	 stock + active holds + confirmed holds
+ * stays constant (until confirmed holds are purged).
+ *
+ * Locking.  An item row is only ever locked the way a guarded UPDATE locks
+ * it (FOR NO KEY UPDATE strength), which does not block inserts of rows
+ * that reference the item by foreign key.  Locks are taken in one order:
+ * an item (several items in ascending id order), then holds on it; no one
+ * waits for an item while holding hold rows, except that reserve inserts
+ * its new hold just before taking the item lock, so that the item lock is
+ * held for as short a time as possible; that insert can only wait for
+ * another insert of the same order and item, whose transaction takes
+ * locks in the same order.  The sweeps never wait at all: they take hold
+ * rows and items with SKIP LOCKED and leave what others hold for the next
+ * round.
+ *
+ * Every statement is prepared once per backend and kept (SPI_keepplan);
+ * the plans of a model are rebuilt when the registry or harbor.stock_model
+ * changes.  Identifiers are quoted when the statement text is built and
+ * every value is a parameter.  Everything runs with the caller's
+ * privileges, so table privileges and row-level security apply.
+ *
+ * Copyright (c) 2026, harbor_orm developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "harbor_orm.h"
+#include "registry.h"
+#include "reservations.h"
+#include "util.h"
+
+PG_FUNCTION_INFO_V1(harbor_stock_model_changed);
+PG_FUNCTION_INFO_V1(harbor_enable_stock);
+PG_FUNCTION_INFO_V1(harbor_reserve_stock);
+PG_FUNCTION_INFO_V1(harbor_reserve_many);
+PG_FUNCTION_INFO_V1(harbor_confirm_reservation);
+PG_FUNCTION_INFO_V1(harbor_release_reservation);
+PG_FUNCTION_INFO_V1(harbor_extend_reservation);
+PG_FUNCTION_INFO_V1(harbor_sweep_expired);
+PG_FUNCTION_INFO_V1(harbor_sweep_batch);
+PG_FUNCTION_INFO_V1(harbor_purge_closed);
+PG_FUNCTION_INFO_V1(harbor_stock_status);
+PG_FUNCTION_INFO_V1(harbor_check_stock);
+
+/* ---------------------------------------------------------------------
+ * Statements.
+ *
+ * Per-model statements name the item table {rel}, its primary key {pk}
+ * and its stock column {stock}; these are replaced by quoted identifiers.
+ * ---------------------------------------------------------------------
+ */
+typedef enum ModelPlan
+{
+	MP_FAST,					/* insert the hold, then take the stock */
+	MP_LOCK,					/* lock an item, read its stock */
+	MP_RECLAIM,					/* expire an item's expired holds */
+	MP_TAKE,					/* guarded decrement */
+	MP_GIVE,					/* increment */
+	MP_LOCK_MANY,				/* lock items in ascending order */
+	MP_RESTORE_MANY,			/* increment several items at once */
+	MP_SWEEP,					/* one sweep batch */
+	MP_STOCK,					/* read an item's stock, no lock */
+	MP_BAD_STOCK,				/* check: negative or null stock */
+	MP_ORPHANS,					/* check: holds on missing items */
+	MP_NPLANS
+} ModelPlan;
+
+static const struct
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[5];
+}			model_plan_defs[MP_NPLANS] =
+{
+	[MP_FAST] = {
+		/*
+		 * The hold is inserted first and the item locked last, so the lock
+		 * is held only for the decrement and the commit.  The EXISTS makes
+		 * the decrement depend on the insert, which orders them; ON
+		 * CONFLICT leaves an existing active hold of the order to the
+		 * slow path.
+		 */
+		"WITH ins AS (\n"
+		"    INSERT INTO harbor.stock_reservations AS r (model, item_id, order_id, qty, expires_at)\n"
+		"    VALUES ($3, $1, $4, $2, pg_catalog.now() + $5)\n"
+		"    ON CONFLICT (model, item_id, order_id) WHERE status = 'active' DO NOTHING\n"
+		"    RETURNING r\n"
+		"), upd AS (\n"
+		"    UPDATE {rel} AS t SET {stock} = t.{stock} - $2\n"
+		"     WHERE t.{pk} = $1 AND t.{stock} >= $2 AND EXISTS (SELECT FROM ins)\n"
+		"    RETURNING 1\n"
+		")\n"
+		"SELECT (SELECT pg_catalog.count(*) FROM upd), (SELECT ins.r FROM ins)",
+		5, {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID}
+	},
+	[MP_LOCK] = {
+		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1 FOR NO KEY UPDATE OF t",
+		1, {INT8OID}
+	},
+	[MP_RECLAIM] = {
+		"WITH c AS MATERIALIZED (\n"
+		"    SELECT x.id FROM harbor.stock_reservations x\n"
+		"     WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'\n"
+		"       AND x.expires_at <= pg_catalog.now()\n"
+		"       FOR UPDATE SKIP LOCKED\n"
+		"), done AS (\n"
+		"    UPDATE harbor.stock_reservations AS r\n"
+		"       SET status = 'expired', closed_at = pg_catalog.now()\n"
+		"      FROM c WHERE r.id = c.id\n"
+		"    RETURNING r.qty\n"
+		")\n"
+		"UPDATE {rel} AS t SET {stock} = t.{stock} + s.q\n"
+		"  FROM (SELECT pg_catalog.sum(done.qty) AS q FROM done) AS s\n"
+		" WHERE t.{pk} = $2 AND s.q IS NOT NULL",
+		2, {TEXTOID, INT8OID}
+	},
+	[MP_TAKE] = {
+		"UPDATE {rel} AS t SET {stock} = t.{stock} - $2 WHERE t.{pk} = $1 AND t.{stock} >= $2",
+		2, {INT8OID, INT4OID}
+	},
+	[MP_GIVE] = {
+		"UPDATE {rel} AS t SET {stock} = t.{stock} + $2 WHERE t.{pk} = $1",
+		2, {INT8OID, INT4OID}
+	},
+	[MP_LOCK_MANY] = {
+		"SELECT t.{pk}::bigint FROM {rel} AS t WHERE t.{pk} = ANY ($1)\n"
+		" ORDER BY t.{pk} FOR NO KEY UPDATE OF t",
+		1, {INT8ARRAYOID}
+	},
+	[MP_RESTORE_MANY] = {
+		"UPDATE {rel} AS t SET {stock} = t.{stock} + v.q\n"
+		"  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS v(id, q)\n"
+		" WHERE t.{pk} = v.id",
+		2, {INT8ARRAYOID, INT8ARRAYOID}
+	},
+	[MP_SWEEP] = {
+		/*
+		 * Holds are taken with SKIP LOCKED, oldest expiry first; their items
+		 * with SKIP LOCKED in ascending order.  A hold whose item someone
+		 * else has locked stays for the next round; a hold whose item is
+		 * gone is closed with nothing to restore.  The stock goes back with
+		 * one UPDATE per batch, summed per item.
+		 */
+		"WITH c AS MATERIALIZED (\n"
+		"    SELECT x.id, x.item_id FROM harbor.stock_reservations x\n"
+		"     WHERE x.status = 'active' AND x.expires_at <= pg_catalog.now() AND x.model = $2\n"
+		"     ORDER BY x.expires_at LIMIT $1\n"
+		"       FOR UPDATE SKIP LOCKED\n"
+		"), i AS MATERIALIZED (\n"
+		"    SELECT t.{pk} AS item_id FROM {rel} AS t\n"
+		"     WHERE t.{pk} IN (SELECT c.item_id FROM c)\n"
+		"     ORDER BY t.{pk}\n"
+		"       FOR NO KEY UPDATE OF t SKIP LOCKED\n"
+		"), done AS (\n"
+		"    UPDATE harbor.stock_reservations AS r\n"
+		"       SET status = 'expired', closed_at = pg_catalog.now()\n"
+		"      FROM c\n"
+		"     WHERE r.id = c.id\n"
+		"       AND (c.item_id IN (SELECT i.item_id FROM i)\n"
+		"            OR NOT EXISTS (SELECT FROM {rel} AS g WHERE g.{pk} = c.item_id))\n"
+		"    RETURNING r.item_id, r.qty\n"
+		"), restore AS (\n"
+		"    UPDATE {rel} AS t SET {stock} = t.{stock} + s.q\n"
+		"      FROM (SELECT done.item_id, pg_catalog.sum(done.qty) AS q\n"
+		"              FROM done GROUP BY done.item_id) AS s\n"
+		"     WHERE t.{pk} = s.item_id\n"
+		"    RETURNING 1\n"
+		")\n"
+		"SELECT (SELECT pg_catalog.count(*) FROM done), (SELECT pg_catalog.count(*) FROM restore)",
+		2, {INT4OID, TEXTOID}
+	},
+	[MP_STOCK] = {
+		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1",
+		1, {INT8OID}
+	},
+	[MP_BAD_STOCK] = {
+		"SELECT t.{pk}::bigint,\n"
+		"       CASE WHEN t.{stock} IS NULL THEN 'stock is null'\n"
+		"            ELSE 'negative stock ' || t.{stock} END\n"
+		"  FROM {rel} AS t WHERE t.{stock} < 0 OR t.{stock} IS NULL ORDER BY 1",
+		0, {0}
+	},
+	[MP_ORPHANS] = {
+		"SELECT x.item_id, pg_catalog.count(*) FROM harbor.stock_reservations x\n"
+		" WHERE x.model = $1 AND x.status IN ('active', 'confirmed')\n"
+		"   AND NOT EXISTS (SELECT FROM {rel} AS t WHERE t.{pk} = x.item_id)\n"
+		" GROUP BY x.item_id ORDER BY 1",
+		1, {TEXTOID}
+	},
+};
+
+typedef enum GlobalPlan
+{
+	GP_OWN,						/* the order's active hold on an item */
+	GP_DELETE,
+	GP_RENEW,
+	GP_INSERT,
+	GP_CONFIRM,
+	GP_ORDER_STATE,
+	GP_EXTEND,
+	GP_ORDER_ITEMS,
+	GP_RELEASE,
+	GP_PURGE,
+	GP_HOLDS,
+	GP_CHECK_ROWS,
+	GP_NPLANS
+} GlobalPlan;
+
+static const struct
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[5];
+}			global_plan_defs[GP_NPLANS] =
+{
+	[GP_OWN] = {
+		"SELECT r.id, r.qty FROM harbor.stock_reservations r\n"
+		" WHERE r.model = $1 AND r.item_id = $2 AND r.order_id = $3 AND r.status = 'active'\n"
+		"   FOR UPDATE OF r",
+		3, {TEXTOID, INT8OID, TEXTOID}
+	},
+	[GP_DELETE] = {
+		"DELETE FROM harbor.stock_reservations WHERE id = $1",
+		1, {INT8OID}
+	},
+	[GP_RENEW] = {
+		"UPDATE harbor.stock_reservations AS r\n"
+		"   SET qty = $2, expires_at = pg_catalog.now() + $3\n"
+		" WHERE r.id = $1 RETURNING r",
+		3, {INT8OID, INT4OID, INTERVALOID}
+	},
+	[GP_INSERT] = {
+		"INSERT INTO harbor.stock_reservations AS r (model, item_id, order_id, qty, expires_at)\n"
+		"VALUES ($1, $2, $3, $4, pg_catalog.now() + $5) RETURNING r",
+		5, {TEXTOID, INT8OID, TEXTOID, INT4OID, INTERVALOID}
+	},
+	[GP_CONFIRM] = {
+		/* rows locked in (model, item) order, as release and reserve do */
+		"WITH c AS MATERIALIZED (\n"
+		"    SELECT x.id FROM harbor.stock_reservations x\n"
+		"     WHERE x.order_id = $1 AND x.status = 'active' AND x.expires_at > pg_catalog.now()\n"
+		"     ORDER BY x.model, x.item_id FOR UPDATE\n"
+		")\n"
+		"UPDATE harbor.stock_reservations AS r\n"
+		"   SET status = 'confirmed', closed_at = pg_catalog.now()\n"
+		"  FROM c WHERE r.id = c.id",
+		1, {TEXTOID}
+	},
+	[GP_ORDER_STATE] = {
+		/* the latest hold of the order on each item */
+		"SELECT DISTINCT ON (r.model, r.item_id) r.model, r.item_id, r.status,\n"
+		"       r.status = 'expired' OR (r.status = 'active' AND r.expires_at <= pg_catalog.now())\n"
+		"  FROM harbor.stock_reservations r WHERE r.order_id = $1\n"
+		" ORDER BY r.model, r.item_id, r.id DESC",
+		1, {TEXTOID}
+	},
+	[GP_EXTEND] = {
+		"WITH c AS MATERIALIZED (\n"
+		"    SELECT x.id FROM harbor.stock_reservations x\n"
+		"     WHERE x.order_id = $1 AND x.status = 'active' AND x.expires_at > pg_catalog.now()\n"
+		"     ORDER BY x.model, x.item_id FOR UPDATE\n"
+		")\n"
+		"UPDATE harbor.stock_reservations AS r SET expires_at = pg_catalog.now() + $2\n"
+		"  FROM c WHERE r.id = c.id",
+		2, {TEXTOID, INTERVALOID}
+	},
+	[GP_ORDER_ITEMS] = {
+		"SELECT DISTINCT r.model, r.item_id FROM harbor.stock_reservations r\n"
+		" WHERE r.order_id = $1 AND r.status = 'active' AND ($2::bigint IS NULL OR r.item_id = $2)\n"
+		" ORDER BY 1, 2",
+		2, {TEXTOID, INT8OID}
+	},
+	[GP_RELEASE] = {
+		"WITH c AS MATERIALIZED (\n"
+		"    SELECT x.id FROM harbor.stock_reservations x\n"
+		"     WHERE x.order_id = $1 AND x.model = $2 AND x.item_id = ANY ($3)\n"
+		"       AND x.status = 'active'\n"
+		"     ORDER BY x.item_id FOR UPDATE\n"
+		")\n"
+		"UPDATE harbor.stock_reservations AS r\n"
+		"   SET status = 'released', closed_at = pg_catalog.now()\n"
+		"  FROM c WHERE r.id = c.id\n"
+		"RETURNING r.item_id, r.qty",
+		3, {TEXTOID, TEXTOID, INT8ARRAYOID}
+	},
+	[GP_PURGE] = {
+		"DELETE FROM harbor.stock_reservations AS r\n"
+		" WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x\n"
+		"                 WHERE x.status <> 'active' AND x.closed_at < $2\n"
+		"                 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+		2, {INT4OID, TIMESTAMPTZOID}
+	},
+	[GP_HOLDS] = {
+		"SELECT (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::bigint\n"
+		"          FROM harbor.stock_reservations x\n"
+		"         WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'),\n"
+		"       (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::bigint\n"
+		"          FROM harbor.stock_reservations x\n"
+		"         WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'confirmed')",
+		2, {TEXTOID, INT8OID}
+	},
+	[GP_CHECK_ROWS] = {
+		"SELECT r.model, r.item_id, pg_catalog.format('reservation %s: %s', r.id, p.problem)\n"
+		"  FROM harbor.stock_reservations r,\n"
+		"       LATERAL (SELECT CASE\n"
+		"           WHEN r.status NOT IN ('active', 'confirmed', 'released', 'expired')\n"
+		"               THEN pg_catalog.format('unknown status %L', r.status)\n"
+		"           WHEN r.qty <= 0 THEN 'quantity is not positive'\n"
+		"           WHEN r.status = 'active' AND r.closed_at IS NOT NULL THEN 'active but closed'\n"
+		"           WHEN r.status <> 'active' AND r.closed_at IS NULL THEN r.status || ' but not closed'\n"
+		"           WHEN r.status IN ('active', 'confirmed')\n"
+		"                AND NOT EXISTS (SELECT FROM harbor.stock_model s WHERE s.model = r.model)\n"
+		"               THEN 'hold on a model that does not keep stock'\n"
+		"           END AS problem) p\n"
+		" WHERE p.problem IS NOT NULL\n"
+		" ORDER BY r.model, r.item_id, r.id",
+		0, {0}
+	},
+};
+
+/* ---------------------------------------------------------------------
+ * The per-backend cache of stock models and kept plans
+ * ---------------------------------------------------------------------
+ */
+typedef struct StockModel
+{
+	char	   *name;
+	Oid			relid;
+	char	   *stock_column;
+	char	   *qrel;			/* quoted, schema-qualified */
+	char	   *qpk;
+	char	   *qstock;
+	SPIPlanPtr	plans[MP_NPLANS];
+} StockModel;
+
+typedef struct StockCache
+{
+	MemoryContext cxt;
+	int			nmodels;
+	StockModel *models;			/* sorted by name */
+	SPIPlanPtr	plans[GP_NPLANS];
+} StockCache;
+
+static StockCache *stock_cache = NULL;
+static bool stock_cache_valid = false;
+static uint64 stock_cache_generation = 0;
+static Oid	stock_model_oid = InvalidOid;
+/* replaced caches: their plans may still be running, so freed at xact end */
+static List *retired_caches = NIL;
+
+static void
+stock_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == stock_model_oid)
+		stock_cache_valid = false;
+}
+
+static void
+free_cache(StockCache *c)
+{
+	for (int i = 0; i < c->nmodels; i++)
+		for (int p = 0; p < MP_NPLANS; p++)
+			if (c->models[i].plans[p] != NULL)
+				SPI_freeplan(c->models[i].plans[p]);
+	for (int p = 0; p < GP_NPLANS; p++)
+		if (c->plans[p] != NULL)
+			SPI_freeplan(c->plans[p]);
+	MemoryContextDelete(c->cxt);
+}
+
+static void
+stock_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		ListCell   *lc;
+
+		foreach(lc, retired_caches)
+			free_cache((StockCache *) lfirst(lc));
+		list_free(retired_caches);
+		retired_caches = NIL;
+		if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+			stock_cache_valid = false;
+	}
+}
+
+void
+harbor_reservations_init(void)
+{
+	CacheRegisterRelcacheCallback(stock_relcache_callback, (Datum) 0);
+	RegisterXactCallback(stock_xact_callback, NULL);
+}
+
+static int
+stock_model_cmp(const void *a, const void *b)
+{
+	return strcmp(((const StockModel *) a)->name, ((const StockModel *) b)->name);
+}
+
+/* The cache, rebuilt if the registry or harbor.stock_model changed.  SPI must be connected. */
+static StockCache *
+get_stock_cache(void)
+{
+	int			nregistered;
+	StockCache *c;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	Oid			nspid;
+	uint64		nrows;
+
+	/* brings the registry up to date, which may change its generation */
+	harbor_model_list(&nregistered);
+	if (stock_cache != NULL && stock_cache_valid &&
+		stock_cache_generation == harbor_registry_generation())
+		return stock_cache;
+
+	if (stock_cache != NULL)
+	{
+		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+		retired_caches = lappend(retired_caches, stock_cache);
+		MemoryContextSwitchTo(oldcxt);
+		stock_cache = NULL;
+	}
+
+	/* mark valid first: an invalidation during the load must win */
+	stock_cache_valid = true;
+	stock_cache_generation = harbor_registry_generation();
+	nspid = get_namespace_oid(HARBOR_SCHEMA, false);
+	stock_model_oid = get_relname_relid("stock_model", nspid);
+
+	cxt = AllocSetContextCreate(CacheMemoryContext, "harbor_orm stock models",
+								ALLOCSET_SMALL_SIZES);
+	c = MemoryContextAllocZero(cxt, sizeof(StockCache));
+	c->cxt = cxt;
+
+	harbor_spi_exec("SELECT s.model, s.stock_column::text FROM harbor.stock_model s ORDER BY s.model",
+					0, NULL, NULL, NULL, true, 0);
+	nrows = SPI_processed;
+	c->models = MemoryContextAllocZero(cxt, sizeof(StockModel) * Max(nrows, 1));
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		char	   *name = harbor_spi_getcstring(i, 1);
+		char	   *column = harbor_spi_getcstring(i, 2);
+		HarborModel *m = harbor_model_lookup(name, true);
+		StockModel *sm;
+
+		if (m == NULL || m->npk != 1)
+			continue;			/* check_stock() reports it */
+		sm = &c->models[c->nmodels++];
+		oldcxt = MemoryContextSwitchTo(cxt);
+		sm->name = pstrdup(name);
+		sm->relid = m->relid;
+		sm->stock_column = pstrdup(column);
+		sm->qrel = pstrdup(harbor_quoted_relname(m->relid));
+		sm->qpk = pstrdup(quote_identifier(m->pk_columns[0]));
+		sm->qstock = pstrdup(quote_identifier(column));
+		MemoryContextSwitchTo(oldcxt);
+	}
+	qsort(c->models, c->nmodels, sizeof(StockModel), stock_model_cmp);
+	stock_cache = c;
+	return c;
+}
+
+/* {rel}, {pk} and {stock} of a statement replaced by the model's identifiers */
+static char *
+model_sql(StockModel *m, const char *tmpl)
+{
+	StringInfoData buf;
+	const char *p = tmpl;
+
+	initStringInfo(&buf);
+	while (*p)
+	{
+		if (strncmp(p, "{rel}", 5) == 0)
+		{
+			appendStringInfoString(&buf, m->qrel);
+			p += 5;
+		}
+		else if (strncmp(p, "{pk}", 4) == 0)
+		{
+			appendStringInfoString(&buf, m->qpk);
+			p += 4;
+		}
+		else if (strncmp(p, "{stock}", 7) == 0)
+		{
+			appendStringInfoString(&buf, m->qstock);
+			p += 7;
+		}
+		else
+			appendStringInfoChar(&buf, *p++);
+	}
+	return buf.data;
+}
+
+static SPIPlanPtr
+keep_plan(const char *sql, int nargs, const Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+static SPIPlanPtr
+model_plan(StockModel *m, ModelPlan which)
+{
+	if (m->plans[which] == NULL)
+		m->plans[which] = keep_plan(model_sql(m, model_plan_defs[which].sql),
+									model_plan_defs[which].nargs,
+									model_plan_defs[which].argtypes);
+	return m->plans[which];
+}
+
+static SPIPlanPtr
+global_plan(StockCache *c, GlobalPlan which)
+{
+	if (c->plans[which] == NULL)
+		c->plans[which] = keep_plan(global_plan_defs[which].sql,
+									global_plan_defs[which].nargs,
+									global_plan_defs[which].argtypes);
+	return c->plans[which];
+}
+
+static uint64
+run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+static Datum
+result_datum(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+static int64
+result_int64(int row, int col)
+{
+	bool		isnull;
+	Datum		d = result_datum(row, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* ---------------------------------------------------------------------
+ * Arguments
+ * ---------------------------------------------------------------------
+ */
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+static Datum
+order_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *order;
+
+	require_arg(fcinfo, argno, "order_id");
+	order = PG_GETARG_TEXT_PP(argno);
+	if (VARSIZE_ANY_EXHDR(order) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order_id must not be empty")));
+	return PointerGetDatum(order);
+}
+
+static int32
+qty_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int32		qty;
+
+	require_arg(fcinfo, argno, "qty");
+	qty = PG_GETARG_INT32(argno);
+	if (qty <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("qty must be greater than zero"),
+				 errdetail("The requested quantity was %d.", qty)));
+	return qty;
+}
+
+static Datum
+ttl_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Interval	zero;
+	Datum		ttl;
+
+	require_arg(fcinfo, argno, "ttl");
+	ttl = PG_GETARG_DATUM(argno);
+	memset(&zero, 0, sizeof(zero));
+	if (!DatumGetBool(DirectFunctionCall2(interval_gt, ttl, IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be a positive interval"),
+				 errdetail("The ttl given was %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, ttl)))));
+	return ttl;
+}
+
+static int32
+batch_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int32		n;
+
+	require_arg(fcinfo, argno, "batch_size");
+	n = PG_GETARG_INT32(argno);
+	if (n <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be greater than zero")));
+	return n;
+}
+
+static char *
+stock_model_names(StockCache *c)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < c->nmodels; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", c->models[i].name);
+	return buf.data;
+}
+
+static StockModel *
+find_stock_model(StockCache *c, const char *name)
+{
+	StockModel	key;
+
+	if (c->nmodels == 0)
+		return NULL;
+	key.name = (char *) name;
+	return bsearch(&key, c->models, c->nmodels, sizeof(StockModel), stock_model_cmp);
+}
+
+/* The model argument, or the only stock model when it is NULL. */
+static StockModel *
+model_arg(FunctionCallInfo fcinfo, int argno, StockCache *c)
+{
+	char	   *name;
+	StockModel *m;
+
+	if (PG_ARGISNULL(argno))
+	{
+		if (c->nmodels == 1)
+			return &c->models[0];
+		if (c->nmodels == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no model keeps stock"),
+					 errhint("Mark a model as stock-keeping with harbor.enable_stock().")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model must be given when several models keep stock"),
+				 errhint("Stock-keeping models: %s.", stock_model_names(c))));
+	}
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	m = find_stock_model(c, name);
+	if (m == NULL)
+	{
+		/* unknown models get the registry's error and hint */
+		harbor_model_lookup(name, false);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("model \"%s\" does not keep stock", name),
+				 errhint("Mark it as stock-keeping with harbor.enable_stock('%s').", name)));
+	}
+	return m;
+}
+
+static void
+unknown_item(StockModel *m, int64 item)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_HARBOR_UNKNOWN_ITEM),
+			 errmsg("item %lld of model \"%s\" does not exist", (long long) item, m->name),
+			 errdetail("No row of %s has %s = %lld, or row-level security hides it.",
+					   m->qrel, m->qpk, (long long) item)));
+}
+
+/* ---------------------------------------------------------------------
+ * Reserving
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Reserve qty of an item for an order, or renew and resize the order's
+ * active hold on it.  Returns true and the hold (a composite datum in SPI
+ * memory) on success; false and what was available when the stock is
+ * short, leaving the item locked and nothing changed but reclaimed
+ * expired holds.
+ */
+static bool
+reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
+			Datum order, Datum ttl, Datum *hold, int64 *available)
+{
+	Datum		model_name = CStringGetTextDatum(m->name);
+	Datum		values[5];
+	bool		isnull;
+	Datum		inserted;
+	int64		own_id = 0;
+	int32		own_qty = 0;
+	int64		need;
+
+	values[0] = Int64GetDatum(item);
+	values[1] = Int32GetDatum(qty);
+	values[2] = model_name;
+	values[3] = order;
+	values[4] = ttl;
+	run_plan(model_plan(m, MP_FAST), values, NULL, false);
+	inserted = result_datum(0, 2, &isnull);
+	if (!isnull)
+	{
+		if (result_int64(0, 1) == 1)
+		{
+			*hold = inserted;
+			return true;
+		}
+		/* the stock was short or the item is missing: drop the new hold */
+		values[0] = GetAttributeByNum(DatumGetHeapTupleHeader(inserted), 1, &isnull);
+		run_plan(global_plan(c, GP_DELETE), values, NULL, false);
+	}
+
+	/* Slow path: lock the item, reclaim its expired holds, look again. */
+	values[0] = Int64GetDatum(item);
+	if (run_plan(model_plan(m, MP_LOCK), values, NULL, false) == 0)
+		unknown_item(m, item);
+
+	values[0] = model_name;
+	values[1] = Int64GetDatum(item);
+	run_plan(model_plan(m, MP_RECLAIM), values, NULL, false);
+
+	values[2] = order;
+	if (run_plan(global_plan(c, GP_OWN), values, NULL, false) > 0)
+	{
+		own_id = result_int64(0, 1);
+		own_qty = (int32) DatumGetInt32(result_datum(0, 2, &isnull));
+	}
+
+	need = (int64) qty - own_qty;
+	values[0] = Int64GetDatum(item);
+	if (need > 0)
+	{
+		values[1] = Int32GetDatum((int32) need);
+		if (run_plan(model_plan(m, MP_TAKE), values, NULL, false) == 0)
+		{
+			run_plan(model_plan(m, MP_STOCK), values, NULL, false);
+			*available = result_int64(0, 1) + own_qty;
+			return false;
+		}
+	}
+	else if (need < 0)
+	{
+		values[1] = Int32GetDatum((int32) -need);
+		run_plan(model_plan(m, MP_GIVE), values, NULL, false);
+	}
+
+	if (own_id != 0)
+	{
+		values[0] = Int64GetDatum(own_id);
+		values[1] = Int32GetDatum(qty);
+		values[2] = ttl;
+		run_plan(global_plan(c, GP_RENEW), values, NULL, false);
+	}
+	else
+	{
+		values[0] = model_name;
+		values[1] = Int64GetDatum(item);
+		values[2] = order;
+		values[3] = Int32GetDatum(qty);
+		values[4] = ttl;
+		run_plan(global_plan(c, GP_INSERT), values, NULL, false);
+	}
+	*hold = result_datum(0, 1, &isnull);
+	return true;
+}
+
+Datum
+harbor_reserve_stock(PG_FUNCTION_ARGS)
+{
+	int64		item;
+	int32		qty;
+	Datum		order;
+	Datum		ttl;
+	StockCache *c;
+	StockModel *m;
+	Datum		hold;
+	int64		available = 0;
+
+	require_arg(fcinfo, 0, "item_id");
+	item = PG_GETARG_INT64(0);
+	qty = qty_arg(fcinfo, 1);
+	order = order_arg(fcinfo, 2);
+	ttl = ttl_arg(fcinfo, 3);
+
+	SPI_connect();
+	c = get_stock_cache();
+	m = model_arg(fcinfo, 4, c);
+	if (!reserve_one(c, m, item, qty, order, ttl, &hold, &available))
+		ereport(ERROR,
+				(errcode(ERRCODE_HARBOR_INSUFFICIENT_STOCK),
+				 errmsg("insufficient stock for item %lld of model \"%s\"",
+						(long long) item, m->name),
+				 errdetail("Item %lld: requested %d, available %lld.",
+						   (long long) item, qty, (long long) available)));
+	hold = SPI_datumTransfer(hold, false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(hold);
+}
+
+typedef struct ReserveLine
+{
+	int64		item;
+	int64		qty;
+	int64		available;
+	bool		short_stock;
+} ReserveLine;
+
+static int
+line_cmp(const void *a, const void *b)
+{
+	int64		x = ((const ReserveLine *) a)->item;
+	int64		y = ((const ReserveLine *) b)->item;
+
+	return (x > y) - (x < y);
+}
+
+/* An integer member of line lineno of items, within [lo, hi]. */
+static int64
+line_int(JsonbContainer *obj, const char *key, int lineno, int64 lo, int64 hi)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+	char	   *s;
+	char	   *end;
+	long long	n;
+
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("line %d of items has no \"%s\"", lineno, key),
+				 errhint("Each line is an object such as {\"item_id\": 1, \"qty\": 2}.")));
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" of line %d of items must be a number", key, lineno)));
+	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (*end != '\0' || errno != 0 || n < lo || n > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" of line %d of items must be an integer between %lld and %lld",
+						key, lineno, (long long) lo, (long long) hi),
+				 errdetail("The value given was %s.", s)));
+	return n;
+}
+
+/* The lines of items, one per item (quantities summed), in ascending item order. */
+static ReserveLine *
+parse_items(Jsonb *items, int *nlines)
+{
+	int			n;
+	int			out = 0;
+	ReserveLine *lines;
+
+	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items must be a JSON array"),
+				 errhint("Pass lines such as '[{\"item_id\": 1, \"qty\": 2}]'.")));
+	n = JsonContainerSize(&items->root);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items must not be empty")));
+	lines = palloc0(sizeof(ReserveLine) * n);
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(&items->root, i);
+		JsonbContainer *obj;
+
+		if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("line %d of items must be a JSON object", i + 1),
+					 errhint("Each line is an object such as {\"item_id\": 1, \"qty\": 2}.")));
+		obj = v->val.binary.data;
+		lines[i].item = line_int(obj, "item_id", i + 1, PG_INT64_MIN, PG_INT64_MAX);
+		lines[i].qty = line_int(obj, "qty", i + 1, 1, PG_INT32_MAX);
+		if (JsonContainerSize(obj) != 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("line %d of items has keys other than \"item_id\" and \"qty\"", i + 1)));
+	}
+	qsort(lines, n, sizeof(ReserveLine), line_cmp);
+	for (int i = 0; i < n; i++)
+	{
+		if (out > 0 && lines[out - 1].item == lines[i].item)
+		{
+			lines[out - 1].qty += lines[i].qty;
+			if (lines[out - 1].qty > PG_INT32_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("total qty of item %lld in items exceeds %d",
+								(long long) lines[i].item, PG_INT32_MAX)));
+		}
+		else
+			lines[out++] = lines[i];
+	}
+	*nlines = out;
+	return lines;
+}
+
+Datum
+harbor_reserve_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		order;
+	Datum		ttl;
+	ReserveLine *lines;
+	int			nlines;
+	int			nshort = 0;
+	StockCache *c;
+	StockModel *m;
+	StringInfoData detail;
+
+	order = order_arg(fcinfo, 0);
+	require_arg(fcinfo, 1, "items");
+	lines = parse_items(PG_GETARG_JSONB_P(1), &nlines);
+	ttl = ttl_arg(fcinfo, 2);
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	c = get_stock_cache();
+	m = model_arg(fcinfo, 3, c);
+
+	/* ascending item order, so that concurrent checkouts cannot deadlock */
+	for (int i = 0; i < nlines; i++)
+	{
+		Datum		hold;
+
+		if (reserve_one(c, m, lines[i].item, (int32) lines[i].qty, order, ttl,
+						&hold, &lines[i].available))
+		{
+			HeapTupleHeader th = DatumGetHeapTupleHeader(hold);
+			HeapTupleData tuple;
+
+			tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+			ItemPointerSetInvalid(&tuple.t_self);
+			tuple.t_tableOid = InvalidOid;
+			tuple.t_data = th;
+			tuplestore_puttuple(rsinfo->setResult, &tuple);
+		}
+		else
+		{
+			lines[i].short_stock = true;
+			nshort++;
+		}
+	}
+
+	if (nshort > 0)
+	{
+		initStringInfo(&detail);
+		for (int i = 0; i < nlines; i++)
+			if (lines[i].short_stock)
+				appendStringInfo(&detail, "%sItem %lld: requested %lld, available %lld.",
+								 detail.len > 0 ? " " : "",
+								 (long long) lines[i].item, (long long) lines[i].qty,
+								 (long long) lines[i].available);
+		ereport(ERROR,
+				(errcode(ERRCODE_HARBOR_INSUFFICIENT_STOCK),
+				 errmsg("insufficient stock for %d of %d items of order \"%s\"",
+						nshort, nlines, TextDatumGetCString(order)),
+				 errdetail_internal("%s", detail.data),
+				 errhint("Nothing was reserved.")));
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Confirm, release, extend
+ * ---------------------------------------------------------------------
+ */
+Datum
+harbor_confirm_reservation(PG_FUNCTION_ARGS)
+{
+	Datum		order = order_arg(fcinfo, 0);
+	char	   *order_str = TextDatumGetCString(order);
+	StockCache *c;
+	uint64		confirmed;
+	uint64		nitems;
+	int			nconfirmed_before = 0;
+	int			nlost = 0;
+	StringInfoData lost;
+
+	SPI_connect();
+	c = get_stock_cache();
+	confirmed = run_plan(global_plan(c, GP_CONFIRM), &order, NULL, false);
+
+	/*
+	 * Look at the order's latest hold on each item after confirming, so
+	 * that holds a sweep expired meanwhile are seen.
+	 */
+	nitems = run_plan(global_plan(c, GP_ORDER_STATE), &order, NULL, false);
+	initStringInfo(&lost);
+	for (uint64 i = 0; i < nitems; i++)
+	{
+		bool		isnull;
+
+		if (DatumGetBool(result_datum(i, 4, &isnull)))
+		{
+			if (nlost < 10)
+				appendStringInfo(&lost, "%sitem %s of model \"%s\"", nlost > 0 ? ", " : "",
+								 harbor_spi_getcstring(i, 2), harbor_spi_getcstring(i, 1));
+			nlost++;
+		}
+		else if (strcmp(harbor_spi_getcstring(i, 3), "confirmed") == 0)
+			nconfirmed_before++;
+	}
+	if (nlost > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_HARBOR_NOT_HELD),
+				 errmsg("order \"%s\" no longer holds stock it reserved", order_str),
+				 errdetail("The holds on %d items expired: %s%s.", nlost, lost.data,
+						   nlost > 10 ? ", ..." : ""),
+				 errhint("Reserve the items again, then confirm.")));
+	if (confirmed == 0 && nconfirmed_before == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_HARBOR_NOT_HELD),
+				 errmsg("order \"%s\" holds no stock to confirm", order_str),
+				 nitems > 0 ? errdetail("Its holds were released.") :
+				 errdetail("It has no reservations.")));
+	SPI_finish();
+	PG_RETURN_INT32((int32) confirmed);
+}
+
+Datum
+harbor_release_reservation(PG_FUNCTION_ARGS)
+{
+	Datum		order = order_arg(fcinfo, 0);
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	StockCache *c;
+	uint64		nrows;
+	char	  **models;
+	int64	   *items;
+	int64		released = 0;
+	int			start;
+
+	SPI_connect();
+	c = get_stock_cache();
+
+	/* which items the order holds, to lock them first in ascending order */
+	values[0] = order;
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+	nrows = run_plan(global_plan(c, GP_ORDER_ITEMS), values, nulls, false);
+	models = palloc(sizeof(char *) * Max(nrows, 1));
+	items = palloc(sizeof(int64) * Max(nrows, 1));
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		models[i] = harbor_spi_getcstring(i, 1);
+		items[i] = result_int64(i, 2);
+	}
+
+	start = 0;
+	while (start < (int) nrows)
+	{
+		int			end = start;
+		StockModel *m = find_stock_model(c, models[start]);
+		Datum		item_array;
+		uint64		nreleased;
+		Datum	   *ids;
+		Datum	   *qtys;
+		int			ngroups = 0;
+
+		while (end < (int) nrows && strcmp(models[end], models[start]) == 0)
+			end++;
+		{
+			Datum	   *elems = palloc(sizeof(Datum) * (end - start));
+
+			for (int i = start; i < end; i++)
+				elems[i - start] = Int64GetDatum(items[i]);
+			item_array = PointerGetDatum(construct_array(elems, end - start, INT8OID, 8,
+														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		}
+		if (m != NULL)
+			run_plan(model_plan(m, MP_LOCK_MANY), &item_array, NULL, false);
+
+		values[0] = order;
+		values[1] = CStringGetTextDatum(models[start]);
+		values[2] = item_array;
+		nulls[1] = ' ';
+		nreleased = run_plan(global_plan(c, GP_RELEASE), values, nulls, false);
+		released += nreleased;
+
+		/* the stock goes back in one statement, summed per item */
+		ids = palloc(sizeof(Datum) * Max(nreleased, 1));
+		qtys = palloc(sizeof(Datum) * Max(nreleased, 1));
+		for (uint64 i = 0; i < nreleased; i++)
+		{
+			int64		id = result_int64(i, 1);
+			int64		q = result_int64(i, 2);
+			int			g;
+
+			for (g = 0; g < ngroups; g++)
+				if (DatumGetInt64(ids[g]) == id)
+					break;
+			if (g == ngroups)
+			{
+				ids[ngroups] = Int64GetDatum(id);
+				qtys[ngroups++] = Int64GetDatum(q);
+			}
+			else
+				qtys[g] = Int64GetDatum(DatumGetInt64(qtys[g]) + q);
+		}
+		if (m != NULL && ngroups > 0)
+		{
+			values[0] = PointerGetDatum(construct_array(ids, ngroups, INT8OID, 8,
+														FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			values[1] = PointerGetDatum(construct_array(qtys, ngroups, INT8OID, 8,
+														FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			run_plan(model_plan(m, MP_RESTORE_MANY), values, NULL, false);
+		}
+		start = end;
+	}
+	SPI_finish();
+	PG_RETURN_INT32((int32) released);
+}
+
+Datum
+harbor_extend_reservation(PG_FUNCTION_ARGS)
+{
+	Datum		values[2];
+	StockCache *c;
+	uint64		n;
+
+	values[0] = order_arg(fcinfo, 0);
+	values[1] = ttl_arg(fcinfo, 1);
+	SPI_connect();
+	c = get_stock_cache();
+	n = run_plan(global_plan(c, GP_EXTEND), values, NULL, false);
+	SPI_finish();
+	PG_RETURN_INT32((int32) n);
+}
+
+/* ---------------------------------------------------------------------
+ * Sweeping
+ * ---------------------------------------------------------------------
+ */
+static int64
+sweep_batch(StockCache *c, int batch_size)
+{
+	int64		released = 0;
+
+	for (int i = 0; i < c->nmodels && released < batch_size; i++)
+	{
+		StockModel *m = &c->models[i];
+		Datum		values[2];
+
+		/*
+		 * A hold whose item the sweeping role cannot see would be taken
+		 * for a hold on a deleted item and closed without its stock.
+		 */
+		if (check_enable_rls(m->relid, InvalidOid, true) == RLS_ENABLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("row-level security on %s prevents sweeping the holds of model \"%s\"",
+							m->qrel, m->name),
+					 errhint("Sweep as the table owner or a role with BYPASSRLS.")));
+		values[0] = Int32GetDatum((int32) (batch_size - released));
+		values[1] = CStringGetTextDatum(m->name);
+		run_plan(model_plan(m, MP_SWEEP), values, NULL, false);
+		released += result_int64(0, 1);
+	}
+	return released;
+}
+
+static int64
+purge_batch(StockCache *c, int batch_size)
+{
+	Datum		values[2];
+	TimestampTz cutoff;
+
+	cutoff = GetCurrentTransactionStartTimestamp() -
+		(int64) harbor_reservation_retention * USECS_PER_SEC;
+	values[0] = Int32GetDatum(batch_size);
+	values[1] = TimestampTzGetDatum(cutoff);
+	return (int64) run_plan(global_plan(c, GP_PURGE), values, NULL, false);
+}
+
+int64
+harbor_sweep_expired_batch(int batch_size)
+{
+	int64		n;
+
+	SPI_connect();
+	n = sweep_batch(get_stock_cache(), batch_size);
+	SPI_finish();
+	return n;
+}
+
+int64
+harbor_purge_closed_batch(int batch_size)
+{
+	int64		n;
+
+	SPI_connect();
+	n = purge_batch(get_stock_cache(), batch_size);
+	SPI_finish();
+	return n;
+}
+
+Datum
+harbor_sweep_batch(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(harbor_sweep_expired_batch(batch_arg(fcinfo, 0)));
+}
+
+Datum
+harbor_purge_closed(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(harbor_purge_closed_batch(batch_arg(fcinfo, 0)));
+}
+
+Datum
+harbor_sweep_expired(PG_FUNCTION_ARGS)
+{
+	int32		batch_size = batch_arg(fcinfo, 0);
+	StockCache *c;
+	int64		total = 0;
+	int64		n;
+
+	SPI_connect();
+	c = get_stock_cache();
+	/* a short batch means everything not locked by others is done */
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = sweep_batch(c, batch_size);
+		total += n;
+	} while (n >= batch_size);
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = purge_batch(c, batch_size);
+	} while (n >= batch_size);
+	SPI_finish();
+	PG_RETURN_INT64(total);
+}
+
+/* ---------------------------------------------------------------------
+ * Status and checks
+ * ---------------------------------------------------------------------
+ */
+Datum
+harbor_stock_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		item;
+	StockCache *c;
+	StockModel *m;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	Datum		args[2];
+	bool		stock_null;
+	int64		stock;
+
+	require_arg(fcinfo, 0, "item_id");
+	item = PG_GETARG_INT64(0);
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	c = get_stock_cache();
+	m = model_arg(fcinfo, 1, c);
+
+	args[0] = Int64GetDatum(item);
+	if (run_plan(model_plan(m, MP_STOCK), args, NULL, true) == 0)
+		unknown_item(m, item);
+	stock = DatumGetInt64(result_datum(0, 1, &stock_null));
+
+	args[0] = CStringGetTextDatum(m->name);
+	args[1] = Int64GetDatum(item);
+	run_plan(global_plan(c, GP_HOLDS), args, NULL, true);
+	values[1] = Int64GetDatum(result_int64(0, 1));
+	values[2] = Int64GetDatum(result_int64(0, 2));
+	if (stock_null)
+		nulls[0] = nulls[3] = true;
+	else
+	{
+		values[0] = Int64GetDatum(stock + DatumGetInt64(values[1]));
+		values[3] = Int64GetDatum(stock);
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+static void
+put_problem(ReturnSetInfo *rsinfo, const char *model, bool item_null, int64 item,
+			const char *problem)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, item_null, false};
+
+	values[0] = CStringGetTextDatum(model);
+	values[1] = Int64GetDatum(item);
+	values[2] = CStringGetTextDatum(problem);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+static bool
+is_integer_type(Oid typid)
+{
+	return typid == INT2OID || typid == INT4OID || typid == INT8OID;
+}
+
+Datum
+harbor_check_stock(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StockCache *c;
+	uint64		n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	c = get_stock_cache();
+
+	/* stock models the registry no longer backs */
+	n = harbor_spi_exec("SELECT s.model FROM harbor.stock_model s ORDER BY 1",
+						0, NULL, NULL, NULL, true, 0);
+	n = SPI_processed;
+	for (uint64 i = 0; i < n; i++)
+	{
+		char	   *name = harbor_spi_getcstring(i, 1);
+
+		if (find_stock_model(c, name) == NULL)
+			put_problem(rsinfo, name, true, 0,
+						"the model's primary key is no longer one integer column");
+	}
+
+	for (int i = 0; i < c->nmodels; i++)
+	{
+		StockModel *m = &c->models[i];
+		AttrNumber	attnum = get_attnum(m->relid, m->stock_column);
+		Datum		arg;
+
+		if (attnum == InvalidAttrNumber)
+		{
+			put_problem(rsinfo, m->name, true, 0,
+						psprintf("stock column %s does not exist", m->qstock));
+			continue;
+		}
+		if (!is_integer_type(get_atttype(m->relid, attnum)))
+		{
+			put_problem(rsinfo, m->name, true, 0,
+						psprintf("stock column %s is not an integer column", m->qstock));
+			continue;
+		}
+		n = run_plan(model_plan(m, MP_BAD_STOCK), NULL, NULL, true);
+		for (uint64 r = 0; r < n; r++)
+			put_problem(rsinfo, m->name, false, result_int64(r, 1), harbor_spi_getcstring(r, 2));
+
+		arg = CStringGetTextDatum(m->name);
+		n = run_plan(model_plan(m, MP_ORPHANS), &arg, NULL, true);
+		for (uint64 r = 0; r < n; r++)
+			put_problem(rsinfo, m->name, false, result_int64(r, 1),
+						psprintf("%lld active or confirmed holds on an item that does not exist",
+								 (long long) result_int64(r, 2)));
+	}
+
+	n = run_plan(global_plan(c, GP_CHECK_ROWS), NULL, NULL, true);
+	for (uint64 r = 0; r < n; r++)
+		put_problem(rsinfo, harbor_spi_getcstring(r, 1), false, result_int64(r, 2),
+					harbor_spi_getcstring(r, 3));
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Configuration
+ * ---------------------------------------------------------------------
+ */
+Datum
+harbor_enable_stock(PG_FUNCTION_ARGS)
+{
+	char	   *model_name;
+	char	   *column;
+	HarborModel *m;
+	AttrNumber	attnum;
+	Oid			typid;
+	Datum		values[2];
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+
+	require_arg(fcinfo, 0, "model");
+	require_arg(fcinfo, 1, "stock_column");
+	model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	column = NameStr(*PG_GETARG_NAME(1));
+
+	m = harbor_model_lookup(model_name, false);
+	if (m->npk != 1 || !is_integer_type(m->pk_types[0]))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("model \"%s\" cannot keep stock", model_name),
+				 errdetail("Its primary key is (%s); a stock model needs a primary key of one smallint, integer or bigint column.",
+						   harbor_join_quoted(m->pk_columns, m->npk))));
+	attnum = get_attnum(m->relid, column);
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of model \"%s\" does not exist", column, model_name)));
+	typid = get_atttype(m->relid, attnum);
+	if (!is_integer_type(typid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("stock column \"%s\" of model \"%s\" must be an integer column",
+						column, model_name),
+				 errdetail("Its type is %s.", format_type_be(typid))));
+	if (strcmp(column, m->pk_columns[0]) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the stock column of model \"%s\" cannot be its primary key", model_name)));
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(model_name);
+	values[1] = CStringGetTextDatum(column);
+	harbor_spi_exec("INSERT INTO harbor.stock_model (model, stock_column) VALUES ($1, $2)"
+					" ON CONFLICT (model) DO UPDATE SET stock_column = EXCLUDED.stock_column",
+					2, argtypes, values, NULL, false, 0);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+Datum
+harbor_stock_model_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("harbor._stock_model_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	stock_cache_valid = false;
+	return PointerGetDatum(NULL);
+}
