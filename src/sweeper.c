@@ -606,7 +606,7 @@ worker_detach(int code, Datum arg)
  * DATABASE and answering stop requests and reloads meanwhile.
  */
 static RoundEnd
-dynamic_wait(TimestampTz round_start)
+dynamic_wait(TimestampTz round_end)
 {
 	for (;;)
 	{
@@ -621,8 +621,8 @@ dynamic_wait(TimestampTz round_start)
 		if (!database_is_free(false))
 			return ROUND_YIELDED;
 
-		/* Recomputed every time, so a reloaded interval applies at once. */
-		next = TimestampTzPlusMilliseconds(round_start,
+		/* As in the launcher: an interval after the end of the round. */
+		next = TimestampTzPlusMilliseconds(round_end,
 										   (int64) harbor_sweep_interval * 1000);
 		if (now >= next)
 			return ROUND_DONE;
@@ -691,7 +691,6 @@ harbor_sweeper_worker_main(Datum arg)
 			(errmsg("harbor_orm sweeper started for database \"%s\"", my_dbname)));
 	for (;;)
 	{
-		TimestampTz start = GetCurrentTimestamp();
 		RoundEnd	end = worker_round();
 
 		if (end == ROUND_DONE || end == ROUND_FAILED)
@@ -703,7 +702,7 @@ harbor_sweeper_worker_main(Datum arg)
 			SpinLockRelease(&shared->mutex);
 			if (end == ROUND_STOPPED)
 				break;
-			end = dynamic_wait(start);
+			end = dynamic_wait(GetCurrentTimestamp());
 		}
 		if (end == ROUND_YIELDED || end == ROUND_STOPPED)
 		{
@@ -1090,17 +1089,22 @@ harbor_sweeper_launcher_main(Datum arg)
 			TimestampTz next = TimestampTzPlusMilliseconds(last_round,
 														   (int64) harbor_sweep_interval * 1000);
 
-			/* Rounds start an interval apart, counted from the last start. */
+			/*
+			 * A round starts an interval after the previous one ended, so a
+			 * round longer than the interval is not followed by another at
+			 * once; recomputed every time, so a reloaded interval applies
+			 * without waiting for the old one.
+			 */
 			if (!ran_once || now >= next)
 			{
 				MemoryContext oldcxt;
 
 				ran_once = true;
-				last_round = now;
 				MemoryContextReset(round_cxt);
 				oldcxt = MemoryContextSwitchTo(round_cxt);
 				launcher_round(shared, round_cxt);
 				MemoryContextSwitchTo(oldcxt);
+				last_round = GetCurrentTimestamp();
 				continue;
 			}
 			timeout = TimestampDifferenceMilliseconds(now, next);
