@@ -217,7 +217,7 @@ latency_stats() {
 reset
 pgbench -n -M prepared -c "$clients" -j 2 -T "$duration" -f "$results/reserve.pgbench" \
   -l --log-prefix="$results/nosweep" > "$results/nosweep.out" 2>&1
-read -r n_avg n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosweep.*)"
+read -r n_avg n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosweep.[0-9]*)"
 n_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$results/nosweep.out" | head -1)
 
 reset
@@ -227,7 +227,7 @@ bench_pid=$!
 sleep 2
 read -r released sweep_ms sweep_from sweep_to <<<"$(worker_round "$((holds / 2))" | tr '|' ' ')"
 wait "$bench_pid" || { echo "pgbench failed:"; cat "$results/sweep.out"; exit 1; }
-read -r s_avg s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.*)"
+read -r s_avg s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.[0-9]*)"
 s_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$results/sweep.out" | head -1)
 
 printf '%-40s %9s %9s %9s %9s %9s\n' "" "avg ms" "p95 ms" "p99 ms" "txns" "tps"
@@ -237,7 +237,8 @@ printf '%-40s %9s %9s %9s\n' "ratio (during / without)" \
   "$(awk -v a="$s_avg" -v b="$n_avg" 'BEGIN { printf "%.2fx", a / b }')" \
   "$(awk -v a="$s_p95" -v b="$n_p95" 'BEGIN { printf "%.2fx", a / b }')" \
   "$(awk -v a="$s_p99" -v b="$n_p99" 'BEGIN { printf "%.2fx", a / b }')"
-echo "(the worker released $released holds in that round; holds whose item a client had locked wait for the next round)"
+echo "(sweep window $sweep_from - $sweep_to, pgbench run $(awk '{ t = $5 + $6 / 1e6; if (!a || t < a) a = t; if (t > b) b = t } END { printf "%.3f - %.3f", a, b }' "$results"/sweep.[0-9]*);"
+echo " the worker released $released holds in that round; holds whose item a client had locked wait for the next round)"
 
 echo
 echo "-- 3. after the concurrent run"

@@ -868,6 +868,8 @@ launcher_read_databases(MemoryContext cxt, int *count, const char *role,
 	}
 
 	CommitTransactionCommand();
+	/* Commit leaves TopMemoryContext current; the round allocates in cxt. */
+	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	*count = n;
 	return dbs;
