@@ -127,9 +127,14 @@ PG_FUNCTION_INFO_V1(harbor_on_sql_drop);
 "           'many_to_many', a.m2, a.ref1, a.ref2, a.assoc_relid::regclass, a.fk1, a.fk2,\n" \
 "           a.c1 || ',' || a.c2\n" \
 "      FROM assoc a\n" \
+"), cand_named AS (\n" \
+"    SELECT c.model, regexp_replace(c.name, '[.[:space:]]', '_', 'g') AS name, c.kind, c.target,\n" \
+"           c.local_columns, c.remote_columns, c.secondary, c.secondary_local_columns,\n" \
+"           c.secondary_remote_columns, c.constraint_name\n" \
+"      FROM cand c\n" \
 "), named AS (\n" \
 "    SELECT c.*, count(*) OVER (PARTITION BY c.model, c.name) > 1 AS ambiguous\n" \
-"      FROM cand c\n" \
+"      FROM cand_named c\n" \
 "     WHERE NOT EXISTS (SELECT 1 FROM harbor.relationship r\n" \
 "                        WHERE r.explicit AND r.model = c.model AND r.name = c.name)\n" \
 ")\n"
@@ -712,7 +717,7 @@ register_one(Oid relid, const char *name, bool refresh_only)
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", relname),
+				 errmsg("%s is not a table", relname),
 				 errdetail("Only plain and partitioned tables can be registered as models.")));
 
 	has_pk = snapshot_relation(rel, &pk, &cols, &types);
@@ -767,6 +772,21 @@ register_one(Oid relid, const char *name, bool refresh_only)
 	}
 }
 
+/*
+ * A model's default name: its table's name, with dots and white space
+ * (which would clash with include paths) turned into underscores.
+ */
+static char *
+default_model_name(Oid relid)
+{
+	char	   *name = pstrdup(get_rel_name(relid));
+
+	for (char *p = name; *p; p++)
+		if (*p == '.' || isspace((unsigned char) *p))
+			*p = '_';
+	return name;
+}
+
 Datum
 harbor_register_model(PG_FUNCTION_ARGS)
 {
@@ -782,7 +802,7 @@ harbor_register_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	name = PG_ARGISNULL(1) ? get_rel_name(relid) : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	name = PG_ARGISNULL(1) ? default_model_name(relid) : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	check_identifier_arg(name, "model name");
 
 	SPI_connect();
@@ -796,7 +816,7 @@ harbor_register_model(PG_FUNCTION_ARGS)
 Datum
 harbor_unregister_model(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name = text_arg(fcinfo, 0, "name");
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
@@ -852,7 +872,7 @@ harbor_reflect(PG_FUNCTION_ARGS)
 	{
 		char	   *existing = registered_name_of(relids[i]);
 
-		register_one(relids[i], existing ? existing : get_rel_name(relids[i]), false);
+		register_one(relids[i], existing ? existing : default_model_name(relids[i]), false);
 		count++;
 	}
 	registry_rediscover();
@@ -1302,11 +1322,13 @@ harbor_register_relationship(PG_FUNCTION_ARGS)
 Datum
 harbor_unregister_relationship(PG_FUNCTION_ARGS)
 {
+	char	   *model = text_arg(fcinfo, 0, "model");
+	char	   *name = text_arg(fcinfo, 1, "name");
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+	Datum		values[2] = {CStringGetTextDatum(model), CStringGetTextDatum(name)};
 	bool		found;
 
-	harbor_model_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	harbor_model_lookup(model, false);
 	SPI_connect();
 	harbor_spi_exec("DELETE FROM harbor.relationship WHERE model = $1 AND name = $2 AND explicit",
 					2, argtypes, values, NULL, false, 0);
@@ -1324,9 +1346,9 @@ harbor_unregister_relationship(PG_FUNCTION_ARGS)
 Datum
 harbor_describe(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name = text_arg(fcinfo, 0, "model");
 	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {PG_GETARG_DATUM(0)};
+	Datum		values[1] = {CStringGetTextDatum(name)};
 	Datum		result;
 	bool		isnull;
 
@@ -1463,32 +1485,35 @@ harbor_registry_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* True if the registry tables exist (not mid-way through DROP EXTENSION). */
+/*
+ * Whether an event trigger has anything to do: the registry tables exist
+ * (they do not mid-way through DROP EXTENSION) and hold at least one model.
+ */
 static bool
-registry_tables_present(void)
+event_trigger_has_work(FunctionCallInfo fcinfo)
 {
 	Oid			nspid = get_namespace_oid(HARBOR_SCHEMA, true);
+	int			nm;
 
-	return OidIsValid(nspid) &&
-		OidIsValid(get_relname_relid("model", nspid)) &&
-		OidIsValid(get_relname_relid("relationship", nspid));
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function must be called as an event trigger")));
+	if (!OidIsValid(nspid) ||
+		!OidIsValid(get_relname_relid("model", nspid)) ||
+		!OidIsValid(get_relname_relid("relationship", nspid)))
+		return false;
+	harbor_model_list(&nm);
+	return nm > 0;
 }
 
 Datum
 harbor_on_ddl_end(PG_FUNCTION_ARGS)
 {
-	int			nm;
 	Oid		   *relids;
 	uint64		n;
 
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("harbor._on_ddl_end() must be called as an event trigger")));
-	if (!registry_tables_present())
-		PG_RETURN_VOID();
-	harbor_model_list(&nm);
-	if (nm == 0)
+	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
 	SPI_connect();
@@ -1525,16 +1550,7 @@ harbor_on_ddl_end(PG_FUNCTION_ARGS)
 Datum
 harbor_on_sql_drop(PG_FUNCTION_ARGS)
 {
-	int			nm;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("harbor._on_sql_drop() must be called as an event trigger")));
-	if (!registry_tables_present())
-		PG_RETURN_VOID();
-	harbor_model_list(&nm);
-	if (nm == 0)
+	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
 	SPI_connect();

@@ -49,7 +49,9 @@ SELECT pg_catalog.pg_extension_config_dump('harbor.relationship_id_seq', '');
 
 -- Backends cache the registry; any change to these tables invalidates it.
 CREATE FUNCTION harbor._registry_changed() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'harbor_registry_changed';
+    LANGUAGE c
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_registry_changed';
 -- Row triggers, so that a statement that changes nothing invalidates nothing.
 CREATE TRIGGER model_changed AFTER INSERT OR UPDATE OR DELETE
     ON harbor.model FOR EACH ROW EXECUTE FUNCTION harbor._registry_changed();
@@ -70,7 +72,7 @@ COMMENT ON FUNCTION harbor.register_model(regclass, text) IS
 
 CREATE FUNCTION harbor.unregister_model(name text)
     RETURNS void
-    LANGUAGE c VOLATILE STRICT
+    LANGUAGE c VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'harbor_unregister_model';
 
@@ -95,13 +97,13 @@ COMMENT ON FUNCTION harbor.register_relationship(text, text, text, text[], regcl
 
 CREATE FUNCTION harbor.unregister_relationship(model text, name text)
     RETURNS boolean
-    LANGUAGE c VOLATILE STRICT
+    LANGUAGE c VOLATILE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'harbor_unregister_relationship';
 
 CREATE FUNCTION harbor.describe(model text)
     RETURNS jsonb
-    LANGUAGE c STABLE STRICT
+    LANGUAGE c STABLE
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'harbor_describe';
 
@@ -146,4 +148,5 @@ CREATE EVENT TRIGGER harbor_sql_drop ON sql_drop
     EXECUTE FUNCTION harbor._on_sql_drop();
 
 GRANT USAGE ON SCHEMA harbor TO PUBLIC;
-GRANT SELECT ON harbor.models, harbor.relationships TO PUBLIC;
+-- The registry is metadata every user of the models reads (the loader does).
+GRANT SELECT ON harbor.model, harbor.relationship, harbor.models, harbor.relationships TO PUBLIC;
