@@ -221,11 +221,25 @@ read -r n_avg n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosw
 n_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$results/nosweep.out" | head -1)
 
 reset
-pgbench -n -M prepared -c "$clients" -j 2 -T "$duration" -f "$results/reserve.pgbench" \
+pgbench -n -M prepared -c "$clients" -j 2 -T "$((duration * 2))" -f "$results/reserve.pgbench" \
   -l --log-prefix="$results/sweep" > "$results/sweep.out" 2>&1 &
 bench_pid=$!
 sleep 2
-read -r released sweep_ms sweep_from sweep_to <<<"$(worker_round "$((holds / 2))" | tr '|' ' ')"
+# The sweep: from the reload that lets the worker run until no expired hold
+# of the reset is left active, on the server's clock.
+sweep_from=$(q "SELECT extract(epoch FROM clock_timestamp())")
+q "ALTER SYSTEM SET harbor_orm.sweep_interval = '1s'" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+deadline=$(( $(date +%s) + 60 ))
+while [ "$(q "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'active' AND expires_at <= now()")" != 0 ]; do
+  [ "$(date +%s)" -ge "$deadline" ] && { echo "the sweep did not finish within 60 s" >&2; break; }
+  sleep 0.1
+done
+sweep_to=$(q "SELECT extract(epoch FROM clock_timestamp())")
+q "ALTER SYSTEM SET harbor_orm.sweep_interval = '1h'" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+sweep_ms=$(awk -v a="$sweep_from" -v b="$sweep_to" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+released=$(q "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'expired'")
 wait "$bench_pid" || { echo "pgbench failed:"; cat "$results/sweep.out"; exit 1; }
 read -r s_avg s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.[0-9]*)"
 s_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$results/sweep.out" | head -1)
@@ -238,7 +252,7 @@ printf '%-40s %9s %9s %9s\n' "ratio (during / without)" \
   "$(awk -v a="$s_p95" -v b="$n_p95" 'BEGIN { printf "%.2fx", a / b }')" \
   "$(awk -v a="$s_p99" -v b="$n_p99" 'BEGIN { printf "%.2fx", a / b }')"
 echo "(sweep window $sweep_from - $sweep_to, pgbench run $(awk '{ t = $5 + $6 / 1e6; if (!a || t < a) a = t; if (t > b) b = t } END { printf "%.3f - %.3f", a, b }' "$results"/sweep.[0-9]*);"
-echo " the worker released $released holds in that round; holds whose item a client had locked wait for the next round)"
+echo " the worker released all $released expired holds, 1 s interval, while the clients reserved)"
 
 echo
 echo "-- 3. after the concurrent run"

@@ -417,7 +417,7 @@ add_to_counters(SweepKind kind, int64 n)
 }
 
 /*
- * Calls one batch function until it returns less than a full batch.  An
+ * Calls one batch function until it returns less than half a batch.  An
  * error aborts that batch's transaction only; it is recorded, and logged
  * with its context unless the previous round failed the same way.
  */
@@ -463,7 +463,14 @@ run_batches(SweepKind kind)
 			pgstat_report_activity(STATE_IDLE, NULL);
 
 			add_to_counters(kind, n);
-			if (n < batch_size)
+
+			/*
+			 * A batch skips holds whose item a checkout has locked, so a
+			 * batch a little short of full does not mean the backlog is
+			 * gone; one less than half full does (what is left is mostly
+			 * locked, or new), and ends the round rather than spin.
+			 */
+			if (n == 0 || n < (batch_size + 1) / 2)
 				break;
 		}
 	}
