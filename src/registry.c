@@ -369,7 +369,7 @@ registry_rebuild(void)
 						 "secondary::oid, secondary_local_columns, secondary_remote_columns, "
 						 "constraint_name, explicit, ambiguous, "
 						 "count(*) OVER (PARTITION BY model) "
-						 "FROM harbor.relationship ORDER BY model, name, id",
+						 "FROM harbor.relationship ORDER BY model, name, constraint_name, id",
 						 true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read harbor.relationship: %s", SPI_result_code_string(rc));
@@ -1370,7 +1370,7 @@ harbor_describe(PG_FUNCTION_ARGS)
 		"                 'secondary_local_columns', r.secondary_local_columns,"
 		"                 'secondary_remote_columns', r.secondary_remote_columns,"
 		"                 'constraint', r.constraint_name, 'explicit', r.explicit,"
-		"                 'ambiguous', r.ambiguous) ORDER BY r.name, r.id)"
+		"                 'ambiguous', r.ambiguous) ORDER BY r.name, r.constraint_name, r.id)"
 		"               FROM harbor.relationship r WHERE r.model = m.name), '[]'::jsonb))"
 		"  FROM harbor.model m WHERE m.name = $1",
 		1, argtypes, values, NULL, true, 1);
