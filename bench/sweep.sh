@@ -110,13 +110,16 @@ echo "== expiry sweep benchmark: $holds expired holds over $items items, $(nproc
 echo
 echo "-- 1. release throughput (one session, batches of 1000, one transaction each)"
 
-reset
-ms=$(timed "DO \$\$
+# set_based CLOSE: the set-based SQL loop, one transaction per batch of
+# 1000; CLOSE is how a batch of expired holds is closed, given the rows as
+#   WHERE r.id IN (...)  and returning item_id and qty.
+set_based() {
+  timed "DO \$\$
 DECLARE n bigint;
 BEGIN
   LOOP
     WITH d AS (
-      DELETE FROM harbor.stock_reservations r
+      $1
        WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x
                        WHERE x.status = 'active' AND x.expires_at <= now()
                        ORDER BY x.expires_at LIMIT 1000
@@ -132,7 +135,11 @@ BEGIN
     COMMIT;
     EXIT WHEN n < 1000;
   END LOOP;
-END \$\$")
+END \$\$"
+}
+
+reset
+ms=$(set_based "DELETE FROM harbor.stock_reservations r")
 left=$(active)
 base_rate=$(rate "$holds" "$ms")
 printf '%-52s %10s ms %10s holds/s  (left active: %s)\n' "baseline SQL (DELETE RETURNING + UPDATE FROM)" "$ms" "$base_rate" "$left"
@@ -140,28 +147,7 @@ printf '%-52s %10s ms %10s holds/s  (left active: %s)\n' "baseline SQL (DELETE R
 # The same, keeping the holds as harbor does (status 'expired', closed_at)
 # instead of deleting them: shows what the bookkeeping costs.
 reset
-ms=$(timed "DO \$\$
-DECLARE n bigint;
-BEGIN
-  LOOP
-    WITH d AS (
-      UPDATE harbor.stock_reservations r SET status = 'expired', closed_at = now()
-       WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x
-                       WHERE x.status = 'active' AND x.expires_at <= now()
-                       ORDER BY x.expires_at LIMIT 1000
-                         FOR UPDATE SKIP LOCKED)
-      RETURNING r.item_id, r.qty
-    ), u AS (
-      UPDATE public.items t SET stock_qty = t.stock_qty + s.q
-        FROM (SELECT d.item_id, sum(d.qty) AS q FROM d GROUP BY d.item_id) s
-       WHERE t.id = s.item_id
-      RETURNING 1
-    )
-    SELECT count(*) INTO n FROM d;
-    COMMIT;
-    EXIT WHEN n < 1000;
-  END LOOP;
-END \$\$")
+ms=$(set_based "UPDATE harbor.stock_reservations r SET status = 'expired', closed_at = now()")
 left=$(active)
 printf '%-52s %10s ms %10s holds/s  (left active: %s)\n' "same, UPDATE status = 'expired' instead of DELETE" "$ms" "$(rate "$holds" "$ms")" "$left"
 
