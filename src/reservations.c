@@ -14,15 +14,14 @@
  *
  * Locking.  An item row is only ever locked the way a guarded UPDATE locks
  * it (FOR NO KEY UPDATE strength), which does not block inserts of rows
- * that reference the item by foreign key.  Locks are taken in one order:
- * an item (several items in ascending id order), then holds on it; no one
- * waits for an item while holding hold rows, except that reserve inserts
- * its new hold just before taking the item lock, so that the item lock is
- * held for as short a time as possible; that insert can only wait for
- * another insert of the same order and item, whose transaction takes
- * locks in the same order.  The sweeps never wait at all: they take hold
- * rows and items with SKIP LOCKED and leave what others hold for the next
- * round.
+ * that reference the item by foreign key.  Every function takes locks in
+ * one order: an order's hold on an item (a new row, or the existing one
+ * locked FOR UPDATE) before the item, items in ascending id order,
+ * hold and item for one item before the next.  Reserve inserts its new hold before it touches the item, so
+ * that the item lock, the one every checkout of that item queues on, is
+ * held only for the decrement and the commit.  The sweeps never wait:
+ * they take holds and items with SKIP LOCKED and leave what others hold
+ * to the next round.
  *
  * Every statement is prepared once per backend and kept (SPI_keepplan);
  * the plans of a model are rebuilt when the registry or harbor.stock_model
@@ -91,11 +90,9 @@ typedef enum ModelPlan
 {
 	MP_FAST,					/* insert the hold, then take the stock */
 	MP_LOCK,					/* lock an item, read its stock */
-	MP_RECLAIM,					/* expire an item's expired holds */
+	MP_RECLAIM,					/* expire an item's expired holds but ours */
 	MP_TAKE,					/* guarded decrement */
 	MP_GIVE,					/* increment */
-	MP_LOCK_MANY,				/* lock items in ascending order */
-	MP_RESTORE_MANY,			/* increment several items at once */
 	MP_SWEEP,					/* one sweep batch */
 	MP_STOCK,					/* read an item's stock, no lock */
 	MP_BAD_STOCK,				/* check: negative or null stock */
@@ -139,7 +136,7 @@ static const struct
 		"WITH c AS MATERIALIZED (\n"
 		"    SELECT x.id FROM harbor.stock_reservations x\n"
 		"     WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'\n"
-		"       AND x.expires_at <= pg_catalog.now()\n"
+		"       AND x.expires_at <= pg_catalog.now() AND x.id <> $3\n"
 		"       FOR UPDATE SKIP LOCKED\n"
 		"), done AS (\n"
 		"    UPDATE harbor.stock_reservations AS r\n"
@@ -150,7 +147,7 @@ static const struct
 		"UPDATE {rel} AS t SET {stock} = t.{stock} + s.q\n"
 		"  FROM (SELECT pg_catalog.sum(done.qty) AS q FROM done) AS s\n"
 		" WHERE t.{pk} = $2 AND s.q IS NOT NULL",
-		2, {TEXTOID, INT8OID}
+		3, {TEXTOID, INT8OID, INT8OID}
 	},
 	[MP_TAKE] = {
 		"UPDATE {rel} AS t SET {stock} = t.{stock} - $2 WHERE t.{pk} = $1 AND t.{stock} >= $2",
@@ -160,48 +157,42 @@ static const struct
 		"UPDATE {rel} AS t SET {stock} = t.{stock} + $2 WHERE t.{pk} = $1",
 		2, {INT8OID, INT4OID}
 	},
-	[MP_LOCK_MANY] = {
-		"SELECT t.{pk}::bigint FROM {rel} AS t WHERE t.{pk} = ANY ($1)\n"
-		" ORDER BY t.{pk} FOR NO KEY UPDATE OF t",
-		1, {INT8ARRAYOID}
-	},
-	[MP_RESTORE_MANY] = {
-		"UPDATE {rel} AS t SET {stock} = t.{stock} + v.q\n"
-		"  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS v(id, q)\n"
-		" WHERE t.{pk} = v.id",
-		2, {INT8ARRAYOID, INT8ARRAYOID}
-	},
 	[MP_SWEEP] = {
 		/*
 		 * Holds are taken with SKIP LOCKED, oldest expiry first; their items
 		 * with SKIP LOCKED in ascending order.  A hold whose item someone
 		 * else has locked stays for the next round; a hold whose item is
 		 * gone is closed with nothing to restore.  The stock goes back with
-		 * one UPDATE per batch, summed per item.
+		 * one UPDATE per batch, summed per item.  The locked holds are
+		 * updated by ctid (stable while we hold the lock), and every probe
+		 * is an array lookup, so a batch costs the same on a large table.
 		 */
 		"WITH c AS MATERIALIZED (\n"
-		"    SELECT x.id, x.item_id FROM harbor.stock_reservations x\n"
+		"    SELECT x.ctid AS row_id, x.item_id FROM harbor.stock_reservations x\n"
 		"     WHERE x.status = 'active' AND x.expires_at <= pg_catalog.now() AND x.model = $2\n"
 		"     ORDER BY x.expires_at LIMIT $1\n"
 		"       FOR UPDATE SKIP LOCKED\n"
 		"), i AS MATERIALIZED (\n"
 		"    SELECT t.{pk} AS item_id FROM {rel} AS t\n"
-		"     WHERE t.{pk} IN (SELECT c.item_id FROM c)\n"
+		"     WHERE t.{pk} = ANY (ARRAY(SELECT DISTINCT c.item_id FROM c))\n"
 		"     ORDER BY t.{pk}\n"
 		"       FOR NO KEY UPDATE OF t SKIP LOCKED\n"
 		"), done AS (\n"
 		"    UPDATE harbor.stock_reservations AS r\n"
 		"       SET status = 'expired', closed_at = pg_catalog.now()\n"
-		"      FROM c\n"
-		"     WHERE r.id = c.id\n"
-		"       AND (c.item_id IN (SELECT i.item_id FROM i)\n"
-		"            OR NOT EXISTS (SELECT FROM {rel} AS g WHERE g.{pk} = c.item_id))\n"
+		"     WHERE r.ctid = ANY (ARRAY(SELECT c.row_id FROM c))\n"
+		"       AND (r.item_id IN (SELECT i.item_id FROM i)\n"
+		"            OR NOT EXISTS (SELECT FROM {rel} AS g WHERE g.{pk} = r.item_id))\n"
 		"    RETURNING r.item_id, r.qty\n"
-		"), restore AS (\n"
-		"    UPDATE {rel} AS t SET {stock} = t.{stock} + s.q\n"
+		"), s AS (\n"
+		"    SELECT pg_catalog.array_agg(d.item_id) AS ids, pg_catalog.array_agg(d.q) AS qs\n"
 		"      FROM (SELECT done.item_id, pg_catalog.sum(done.qty) AS q\n"
-		"              FROM done GROUP BY done.item_id) AS s\n"
-		"     WHERE t.{pk} = s.item_id\n"
+		"              FROM done GROUP BY done.item_id) AS d\n"
+		"), restore AS (\n"
+		"    UPDATE {rel} AS t SET {stock} = t.{stock} + v.q\n"
+		"      FROM ROWS FROM (pg_catalog.unnest((SELECT s.ids FROM s)),\n"
+		"                      pg_catalog.unnest((SELECT s.qs FROM s))) AS v(id, q)\n"
+		"     WHERE t.{pk} = v.id\n"
 		"    RETURNING 1\n"
 		")\n"
 		"SELECT (SELECT pg_catalog.count(*) FROM done), (SELECT pg_catalog.count(*) FROM restore)",
@@ -230,9 +221,7 @@ static const struct
 typedef enum GlobalPlan
 {
 	GP_OWN,						/* the order's active hold on an item */
-	GP_DELETE,
 	GP_RENEW,
-	GP_INSERT,
 	GP_CONFIRM,
 	GP_ORDER_STATE,
 	GP_EXTEND,
@@ -257,20 +246,11 @@ static const struct
 		"   FOR UPDATE OF r",
 		3, {TEXTOID, INT8OID, TEXTOID}
 	},
-	[GP_DELETE] = {
-		"DELETE FROM harbor.stock_reservations WHERE id = $1",
-		1, {INT8OID}
-	},
 	[GP_RENEW] = {
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET qty = $2, expires_at = pg_catalog.now() + $3\n"
 		" WHERE r.id = $1 RETURNING r",
 		3, {INT8OID, INT4OID, INTERVALOID}
-	},
-	[GP_INSERT] = {
-		"INSERT INTO harbor.stock_reservations AS r (model, item_id, order_id, qty, expires_at)\n"
-		"VALUES ($1, $2, $3, $4, pg_catalog.now() + $5) RETURNING r",
-		5, {TEXTOID, INT8OID, TEXTOID, INT4OID, INTERVALOID}
 	},
 	[GP_CONFIRM] = {
 		/* rows locked in (model, item) order, as release and reserve do */
@@ -309,17 +289,13 @@ static const struct
 		2, {TEXTOID, INT8OID}
 	},
 	[GP_RELEASE] = {
-		"WITH c AS MATERIALIZED (\n"
-		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.order_id = $1 AND x.model = $2 AND x.item_id = ANY ($3)\n"
-		"       AND x.status = 'active'\n"
-		"     ORDER BY x.item_id FOR UPDATE\n"
-		")\n"
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET status = 'released', closed_at = pg_catalog.now()\n"
-		"  FROM c WHERE r.id = c.id\n"
-		"RETURNING r.item_id, r.qty",
-		3, {TEXTOID, TEXTOID, INT8ARRAYOID}
+		" WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x\n"
+		"                 WHERE x.order_id = $1 AND x.model = $2 AND x.item_id = $3\n"
+		"                   AND x.status = 'active' FOR UPDATE)\n"
+		"RETURNING r.qty",
+		3, {TEXTOID, TEXTOID, INT8OID}
 	},
 	[GP_PURGE] = {
 		"DELETE FROM harbor.stock_reservations AS r\n"
@@ -534,7 +510,12 @@ model_sql(StockModel *m, const char *tmpl)
 static SPIPlanPtr
 keep_plan(const char *sql, int nargs, const Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	/*
+	 * Generic plans: every statement probes by key, so a custom plan would
+	 * only cost planning time on each call.
+	 */
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
+										  CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -737,9 +718,14 @@ unknown_item(StockModel *m, int64 item)
 /*
  * Reserve qty of an item for an order, or renew and resize the order's
  * active hold on it.  Returns true and the hold (a composite datum in SPI
- * memory) on success; false and what was available when the stock is
- * short, leaving the item locked and nothing changed but reclaimed
- * expired holds.
+ * memory) on success; false and what was available to the order when the
+ * stock is short, in which case the caller must raise an error, since a
+ * new hold may already be inserted.
+ *
+ * Lock order: the order's hold on the item (a new row, or the existing
+ * one locked FOR UPDATE) first, then the item.  Release takes them in the
+ * same order, item by item; confirm and extend take holds only, the
+ * sweeps never wait.
  */
 static bool
 reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
@@ -748,46 +734,56 @@ reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
 	Datum		model_name = CStringGetTextDatum(m->name);
 	Datum		values[5];
 	bool		isnull;
-	Datum		inserted;
+	Datum		inserted = (Datum) 0;
 	int64		own_id = 0;
 	int32		own_qty = 0;
 	int64		need;
 
-	values[0] = Int64GetDatum(item);
-	values[1] = Int32GetDatum(qty);
-	values[2] = model_name;
-	values[3] = order;
-	values[4] = ttl;
-	run_plan(model_plan(m, MP_FAST), values, NULL, false);
-	inserted = result_datum(0, 2, &isnull);
-	if (!isnull)
+	for (;;)
 	{
-		if (result_int64(0, 1) == 1)
+		CHECK_FOR_INTERRUPTS();
+		values[0] = Int64GetDatum(item);
+		values[1] = Int32GetDatum(qty);
+		values[2] = model_name;
+		values[3] = order;
+		values[4] = ttl;
+		run_plan(model_plan(m, MP_FAST), values, NULL, false);
+		inserted = result_datum(0, 2, &isnull);
+		if (!isnull)
 		{
-			*hold = inserted;
-			return true;
+			if (result_int64(0, 1) == 1)
+			{
+				*hold = inserted;
+				return true;
+			}
+			/* our new hold stays; the stock was short or the item is missing */
+			break;
 		}
-		/* the stock was short or the item is missing: drop the new hold */
-		values[0] = GetAttributeByNum(DatumGetHeapTupleHeader(inserted), 1, &isnull);
-		run_plan(global_plan(c, GP_DELETE), values, NULL, false);
+
+		/* the order holds the item already: lock that hold */
+		values[0] = model_name;
+		values[1] = Int64GetDatum(item);
+		values[2] = order;
+		if (run_plan(global_plan(c, GP_OWN), values, NULL, false) > 0)
+		{
+			own_id = result_int64(0, 1);
+			own_qty = DatumGetInt32(result_datum(0, 2, &isnull));
+			break;
+		}
+		/* it was closed meanwhile: try again */
 	}
 
-	/* Slow path: lock the item, reclaim its expired holds, look again. */
+	/* Slow path: lock the item and reclaim its expired holds. */
 	values[0] = Int64GetDatum(item);
 	if (run_plan(model_plan(m, MP_LOCK), values, NULL, false) == 0)
 		unknown_item(m, item);
 
 	values[0] = model_name;
 	values[1] = Int64GetDatum(item);
+	values[2] = Int64GetDatum(own_id);
 	run_plan(model_plan(m, MP_RECLAIM), values, NULL, false);
 
-	values[2] = order;
-	if (run_plan(global_plan(c, GP_OWN), values, NULL, false) > 0)
-	{
-		own_id = result_int64(0, 1);
-		own_qty = (int32) DatumGetInt32(result_datum(0, 2, &isnull));
-	}
-
+	/* a new hold has taken nothing yet; an existing one holds own_qty */
 	need = (int64) qty - own_qty;
 	values[0] = Int64GetDatum(item);
 	if (need > 0)
@@ -806,22 +802,15 @@ reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
 		run_plan(model_plan(m, MP_GIVE), values, NULL, false);
 	}
 
-	if (own_id != 0)
+	if (own_id == 0)
 	{
-		values[0] = Int64GetDatum(own_id);
-		values[1] = Int32GetDatum(qty);
-		values[2] = ttl;
-		run_plan(global_plan(c, GP_RENEW), values, NULL, false);
+		*hold = inserted;
+		return true;
 	}
-	else
-	{
-		values[0] = model_name;
-		values[1] = Int64GetDatum(item);
-		values[2] = order;
-		values[3] = Int32GetDatum(qty);
-		values[4] = ttl;
-		run_plan(global_plan(c, GP_INSERT), values, NULL, false);
-	}
+	values[0] = Int64GetDatum(own_id);
+	values[1] = Int32GetDatum(qty);
+	values[2] = ttl;
+	run_plan(global_plan(c, GP_RENEW), values, NULL, false);
 	*hold = result_datum(0, 1, &isnull);
 	return true;
 }
@@ -1073,8 +1062,7 @@ harbor_confirm_reservation(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_HARBOR_NOT_HELD),
 				 errmsg("order \"%s\" no longer holds stock it reserved", order_str),
-				 errdetail("The holds on %d items expired: %s%s.", nlost, lost.data,
-						   nlost > 10 ? ", ..." : ""),
+				 errdetail("Expired holds: %s%s.", lost.data, nlost > 10 ? ", ..." : ""),
 				 errhint("Reserve the items again, then confirm.")));
 	if (confirmed == 0 && nconfirmed_before == 0)
 		ereport(ERROR,
@@ -1093,91 +1081,54 @@ harbor_release_reservation(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 	StockCache *c;
-	uint64		nrows;
+	uint64		nitems;
 	char	  **models;
 	int64	   *items;
-	int64		released = 0;
-	int			start;
+	int32		released = 0;
 
 	SPI_connect();
 	c = get_stock_cache();
 
-	/* which items the order holds, to lock them first in ascending order */
 	values[0] = order;
 	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
-	nrows = run_plan(global_plan(c, GP_ORDER_ITEMS), values, nulls, false);
-	models = palloc(sizeof(char *) * Max(nrows, 1));
-	items = palloc(sizeof(int64) * Max(nrows, 1));
-	for (uint64 i = 0; i < nrows; i++)
+	nitems = run_plan(global_plan(c, GP_ORDER_ITEMS), values, nulls, false);
+	models = palloc(sizeof(char *) * Max(nitems, 1));
+	items = palloc(sizeof(int64) * Max(nitems, 1));
+	for (uint64 i = 0; i < nitems; i++)
 	{
 		models[i] = harbor_spi_getcstring(i, 1);
 		items[i] = result_int64(i, 2);
 	}
 
-	start = 0;
-	while (start < (int) nrows)
+	/*
+	 * One item at a time, in (model, item) order: the hold, then the item,
+	 * as reserve takes them.  Taking every hold first and then the items
+	 * would hold a hold on a later item while waiting for an earlier item.
+	 */
+	nulls[1] = ' ';
+	for (uint64 i = 0; i < nitems; i++)
 	{
-		int			end = start;
-		StockModel *m = find_stock_model(c, models[start]);
-		Datum		item_array;
-		uint64		nreleased;
-		Datum	   *ids;
-		Datum	   *qtys;
-		int			ngroups = 0;
-
-		while (end < (int) nrows && strcmp(models[end], models[start]) == 0)
-			end++;
-		{
-			Datum	   *elems = palloc(sizeof(Datum) * (end - start));
-
-			for (int i = start; i < end; i++)
-				elems[i - start] = Int64GetDatum(items[i]);
-			item_array = PointerGetDatum(construct_array(elems, end - start, INT8OID, 8,
-														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		}
-		if (m != NULL)
-			run_plan(model_plan(m, MP_LOCK_MANY), &item_array, NULL, false);
+		StockModel *m = find_stock_model(c, models[i]);
+		int32		qty = 0;
 
 		values[0] = order;
-		values[1] = CStringGetTextDatum(models[start]);
-		values[2] = item_array;
-		nulls[1] = ' ';
-		nreleased = run_plan(global_plan(c, GP_RELEASE), values, nulls, false);
-		released += nreleased;
-
-		/* the stock goes back in one statement, summed per item */
-		ids = palloc(sizeof(Datum) * Max(nreleased, 1));
-		qtys = palloc(sizeof(Datum) * Max(nreleased, 1));
-		for (uint64 i = 0; i < nreleased; i++)
+		values[1] = CStringGetTextDatum(models[i]);
+		values[2] = Int64GetDatum(items[i]);
+		if (run_plan(global_plan(c, GP_RELEASE), values, NULL, false) == 0)
+			continue;			/* closed meanwhile */
+		qty = (int32) result_int64(0, 1);
+		released++;
+		/* a model that no longer keeps stock has nothing to restore */
+		if (m != NULL)
 		{
-			int64		id = result_int64(i, 1);
-			int64		q = result_int64(i, 2);
-			int			g;
-
-			for (g = 0; g < ngroups; g++)
-				if (DatumGetInt64(ids[g]) == id)
-					break;
-			if (g == ngroups)
-			{
-				ids[ngroups] = Int64GetDatum(id);
-				qtys[ngroups++] = Int64GetDatum(q);
-			}
-			else
-				qtys[g] = Int64GetDatum(DatumGetInt64(qtys[g]) + q);
+			values[0] = Int64GetDatum(items[i]);
+			values[1] = Int32GetDatum(qty);
+			run_plan(model_plan(m, MP_GIVE), values, NULL, false);
 		}
-		if (m != NULL && ngroups > 0)
-		{
-			values[0] = PointerGetDatum(construct_array(ids, ngroups, INT8OID, 8,
-														FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-			values[1] = PointerGetDatum(construct_array(qtys, ngroups, INT8OID, 8,
-														FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-			run_plan(model_plan(m, MP_RESTORE_MANY), values, NULL, false);
-		}
-		start = end;
 	}
 	SPI_finish();
-	PG_RETURN_INT32((int32) released);
+	PG_RETURN_INT32(released);
 }
 
 Datum

@@ -47,7 +47,9 @@ SELECT pg_catalog.pg_extension_config_dump('harbor.stock_reservations_id_seq', '
 
 -- Backends cache the stock models and their prepared statements.
 CREATE FUNCTION harbor._stock_model_changed() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'harbor_stock_model_changed';
+    LANGUAGE c
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_stock_model_changed';
 REVOKE ALL ON FUNCTION harbor._stock_model_changed() FROM PUBLIC;
 CREATE TRIGGER stock_model_changed AFTER INSERT OR UPDATE OR DELETE
     ON harbor.stock_model FOR EACH ROW EXECUTE FUNCTION harbor._stock_model_changed();
