@@ -22,6 +22,7 @@
 
 #include "harbor_orm.h"
 #include "reservations.h"
+#include "sweeper.h"
 
 PG_MODULE_MAGIC;
 
@@ -70,7 +71,7 @@ harbor_define_gucs(void)
 							   &harbor_sweeper_databases,
 							   "postgres",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
-							   NULL, NULL, NULL);
+							   harbor_check_sweeper_databases, NULL, NULL);
 
 	DefineCustomStringVariable("harbor_orm.sweeper_role",
 							   "Role the expiry sweeper connects as.",
@@ -121,4 +122,5 @@ _PG_init(void)
 	harbor_define_gucs();
 	harbor_registry_init();
 	harbor_reservations_init();
+	harbor_sweeper_init();
 }

@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# The expiry sweeper in throwaway clusters: with harbor_orm preloaded (the
+# launcher serving several databases) and without (start_sweeper and
+# stop_sweeper).  Every wait polls with a deadline; the only fixed pauses
+# are short observations that something does NOT happen.
+#
+#   bash test/suites/sweeper.sh            both clusters
+#   bash test/suites/sweeper.sh preloaded  (run inside a cluster)
+#   bash test/suites/sweeper.sh dynamic    (run inside a cluster)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib/cluster.sh
+
+tests=0
+failures=0
+
+ok() {
+  tests=$((tests + 1))
+  echo "ok $tests - $1"
+}
+
+not_ok() {
+  tests=$((tests + 1))
+  failures=$((failures + 1))
+  echo "not ok $tests - $1"
+  [ $# -gt 1 ] && printf '#   %s\n' "$2"
+}
+
+# check DESCRIPTION GOT EXPECTED
+check() {
+  if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
+}
+
+# q DB SQL...: the result (rows |-separated), no decoration; errors to
+# stdout.  Each SQL argument is its own transaction.
+q() {
+  local db=$1 args=()
+  shift
+  for c in "$@"; do args+=(-c "$c"); done
+  psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$db" "${args[@]}" 2>&1
+}
+
+# sqlstate DB SQL: the SQLSTATE the statement fails with, or "ok".
+sqlstate() {
+  local out
+  out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$1" -c '\set VERBOSITY verbose' -c "$2" 2>&1 >/dev/null)
+  if [ -z "$out" ] || ! grep -q 'ERROR:' <<<"$out"; then echo ok; return; fi
+  sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$out" | head -1
+}
+
+# wait_for DESCRIPTION SECONDS DB SQL EXPECTED: polls until SQL gives EXPECTED.
+wait_for() {
+  local desc=$1 secs=$2 db=$3 sql=$4 want=$5 got=""
+  local deadline=$(( $(date +%s) + secs ))
+  while :; do
+    got=$(q "$db" "$sql")
+    if [ "$got" = "$want" ]; then ok "$desc"; return 0; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      not_ok "$desc" "after ${secs}s: got '$got', expected '$want'"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# Server log of the pg_virtualenv cluster.
+server_log() {
+  cat "$(dirname "$PG_CLUSTER_CONF_ROOT")"/log/*.log
+}
+
+log_count() {
+  server_log | grep -c -- "$1"
+}
+
+# wait_log DESCRIPTION SECONDS PATTERN COUNT: polls until the log has COUNT
+# lines matching PATTERN.
+wait_log() {
+  local desc=$1 secs=$2 pattern=$3 want=$4 got
+  local deadline=$(( $(date +%s) + secs ))
+  while :; do
+    got=$(log_count "$pattern")
+    if [ "$got" = "$want" ]; then ok "$desc"; return 0; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      not_ok "$desc" "after ${secs}s: $got log lines match '$pattern', expected $want"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+finish() {
+  echo "1..$tests"
+  if [ "$failures" -gt 0 ]; then
+    echo "# $failures of $tests failed; server log:"
+    server_log | tail -60 | sed 's/^/#   /'
+    exit 1
+  fi
+  exit 0
+}
+
+# bail DESCRIPTION: a set-up step failed; later checks would only time out.
+bail() {
+  not_ok "$1"
+  echo "Bail out! $1"
+  finish
+}
+
+# A shop: the extension, a stock table with a CHECK, registered and enabled.
+make_shop() {
+  createdb "$1" || bail "create database $1"
+  q "$1" "SET client_min_messages = warning;
+          CREATE EXTENSION harbor_orm;
+          CREATE TABLE public.items (id integer PRIMARY KEY,
+                                     stock_qty integer NOT NULL CHECK (stock_qty >= 0));
+          INSERT INTO public.items SELECT g, 100 FROM generate_series(1, 10) g;
+          SELECT harbor.register_model('public.items');
+          SELECT harbor.enable_stock('items');" >/dev/null || bail "set up shop $1"
+}
+
+status() {  # status DB FIELD: the field of DB's row in sweeper_status()
+  q postgres "SELECT $2 FROM harbor.sweeper_status() WHERE database = '$1'"
+}
+
+# ---------------------------------------------------------------------
+# With harbor_orm preloaded: the launcher.
+# ---------------------------------------------------------------------
+preloaded() {
+  local pid newpid rounds
+
+  q postgres "CREATE EXTENSION harbor_orm" >/dev/null || bail "CREATE EXTENSION"
+  make_shop shop_a
+  make_shop shop_b
+  createdb plain
+  createdb other
+
+  wait_for "the launcher runs" 20 postgres \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'harbor_orm sweeper launcher'" 1 ||
+    bail "no launcher"
+  check "it warned once that it acts as the bootstrap superuser" \
+    "$(log_count 'sweeper acts as the bootstrap superuser')" 1
+
+  # The cluster starts with a one-hour interval: the databases, created
+  # after the launcher's first round, are not served yet.
+  q shop_a "SELECT harbor.reserve_stock(1, 5, 'early', '1 second')" >/dev/null
+  sleep 2
+  check "with a 1 h interval nothing is swept yet" \
+    "$(q shop_a "SELECT status FROM harbor.stock_reservations WHERE order_id = 'early'")" active
+
+  q postgres "ALTER SYSTEM SET harbor_orm.sweep_interval = '1s'" "SELECT pg_reload_conf()" >/dev/null
+  wait_for "after SIGHUP with a 1 s interval the hold expires, no restart" 15 shop_a \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'early'" expired
+  check "its stock is back" "$(q shop_a "SELECT stock_qty FROM public.items WHERE id = 1")" 100
+
+  # Expiry with no client connected, in two databases.
+  q shop_a "SELECT harbor.reserve_stock(i, 3, 'cart-a', '1 second') FROM generate_series(2, 6) i" >/dev/null
+  q shop_b "SELECT harbor.reserve_stock(i, 4, 'cart-b', '1 second') FROM generate_series(1, 10) i" >/dev/null
+  check "holds take stock" "$(q shop_b "SELECT sum(stock_qty) FROM public.items")" 960
+  wait_for "shop_a: expired holds are released by the sweeper" 15 shop_a \
+    "SELECT count(*) FROM harbor.stock_reservations WHERE order_id = 'cart-a' AND status = 'expired'" 5
+  wait_for "shop_b: expired holds are released too (two databases served)" 15 shop_b \
+    "SELECT count(*) FROM harbor.stock_reservations WHERE order_id = 'cart-b' AND status = 'expired'" 10
+  check "shop_a stock restored" "$(q shop_a "SELECT sum(stock_qty) FROM public.items")" 1000
+  check "shop_b stock restored" "$(q shop_b "SELECT sum(stock_qty) FROM public.items")" 1000
+  check "check_stock finds nothing in shop_b" "$(q shop_b "SELECT count(*) FROM harbor.check_stock()")" 0
+  check "status counts the released holds" "$(status shop_b released_total)" 10
+  wait_for "status: both shops ok" 10 postgres \
+    "SELECT string_agg(database || '=' || state, ',' ORDER BY database) FROM harbor.sweeper_status()
+      WHERE database LIKE 'shop_%' AND state IN ('ok', 'sweeping')" "shop_a=ok,shop_b=ok"
+  check "status is visible from a database without the extension's tables" \
+    "$(q other "SELECT count(*) FROM pg_catalog.pg_proc WHERE proname = 'sweeper_status'")|$(status shop_a "launcher_pid IS NOT NULL")" "0|t"
+
+  # Databases that cannot be swept: listed but absent, or without the extension.
+  q postgres "ALTER SYSTEM SET harbor_orm.sweeper_databases = 'shop_a, shop_b, plain, missing'" "SELECT pg_reload_conf()" >/dev/null
+  wait_for "a database without the extension is skipped" 15 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'plain'" no_extension
+  wait_for "a missing database is skipped" 15 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'missing'" no_database
+  rounds=$(status shop_a rounds)
+  wait_for "shop_a is still swept every round meanwhile" 15 postgres \
+    "SELECT rounds >= $rounds + 3 FROM harbor.sweeper_status() WHERE database = 'shop_a'" t
+  check "one LOG line for the database without the extension, however many rounds" \
+    "$(log_count 'skipping database "plain": extension "harbor_orm" is not installed')" 1
+  check "one LOG line for the missing database" \
+    "$(log_count 'skipping database "missing": it does not exist')" 1
+  q plain "SET client_min_messages = warning; CREATE EXTENSION harbor_orm" >/dev/null
+  wait_for "once the extension is installed the database is served" 15 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'plain'" ok
+  check "invalid sweeper_databases is refused" \
+    "$(sqlstate postgres "ALTER SYSTEM SET harbor_orm.sweeper_databases = 'a, \"b'")" 22023
+  check "more than 64 databases are refused" \
+    "$(sqlstate postgres "ALTER SYSTEM SET harbor_orm.sweeper_databases = '$(seq -s, -f 'db%g' 1 65)'")" 22023
+
+  # An error in one database's sweep: recorded, logged once with its
+  # context, and the other databases go on.
+  q shop_b "SELECT harbor.reserve_stock(1, 7, 'broken', '1 second');
+            ALTER TABLE public.items ADD CONSTRAINT at_most_95 CHECK (stock_qty <= 95) NOT VALID" >/dev/null
+  wait_for "a failing sweep is recorded in the status" 15 postgres \
+    "SELECT state || ': ' || last_error FROM harbor.sweeper_status() WHERE database = 'shop_b'" \
+    'error: new row for relation "items" violates check constraint "at_most_95"'
+  q shop_a "SELECT harbor.reserve_stock(7, 1, 'meanwhile', '1 second')" >/dev/null
+  wait_for "the other database is still swept" 15 shop_a \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'meanwhile'" expired
+  rounds=$(status shop_b rounds)
+  wait_for "the failing database is retried every round" 15 postgres \
+    "SELECT rounds >= $rounds + 2 AND errors >= 3 FROM harbor.sweeper_status() WHERE database = 'shop_b'" t
+  check "the error is logged once, not every round" \
+    "$(log_count 'sweeper could not finish its round in database "shop_b": new row for relation "items" violates check constraint "at_most_95"')" 1
+  check "with the sweep's context" \
+    "$(log_count '^[[:space:]]*harbor_orm sweeper releasing expired reservations in database "shop_b"$')" 1
+  q shop_b "ALTER TABLE public.items DROP CONSTRAINT at_most_95" >/dev/null
+  wait_for "once fixed, the hold is released" 15 shop_b \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'broken'" expired
+  wait_for "and the state is ok again" 10 postgres "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_b'" ok
+  check "recovery is logged" "$(log_count 'swept database "shop_b" without error again')" 1
+
+  # The sweeper acts as harbor_orm.sweeper_role.
+  q postgres "CREATE ROLE sweeper LOGIN" >/dev/null
+  q postgres "ALTER SYSTEM SET harbor_orm.sweeper_role = 'nobody_here'" "SELECT pg_reload_conf()" >/dev/null
+  wait_for "a role that does not exist: skipped" 15 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_a'" bad_role
+  q postgres "ALTER SYSTEM SET harbor_orm.sweeper_role = 'sweeper'" "SELECT pg_reload_conf()" >/dev/null
+  q shop_a "SELECT harbor.reserve_stock(8, 2, 'as-role', '1 second')" >/dev/null
+  wait_for "a role without privileges: the sweep fails with permission denied" 15 postgres \
+    "SELECT last_error LIKE 'permission denied for table %' FROM harbor.sweeper_status() WHERE database = 'shop_a'" t
+  q shop_a "GRANT SELECT ON harbor.model, harbor.relationship TO sweeper;
+            GRANT SELECT, UPDATE, DELETE ON harbor.stock_reservations TO sweeper;
+            GRANT SELECT, UPDATE ON public.items TO sweeper" >/dev/null
+  wait_for "with the documented grants the role sweeps" 15 shop_a \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'as-role'" expired
+  q postgres "ALTER SYSTEM SET harbor_orm.sweeper_role = ''" "SELECT pg_reload_conf()" >/dev/null
+  wait_log "setting the role back to empty warns again" 10 'sweeper acts as the bootstrap superuser' 2
+
+  check "start_sweeper refuses a database the launcher serves" \
+    "$(sqlstate shop_a "SELECT harbor.start_sweeper()")" 55000
+
+  # DROP DATABASE while the sweeper is working in it: it leaves.
+  make_shop shop_c
+  q postgres "ALTER SYSTEM SET harbor_orm.sweeper_databases = 'shop_a, shop_c'" \
+    "ALTER SYSTEM SET harbor_orm.sweep_batch_size = 20" "SELECT pg_reload_conf()" >/dev/null
+  q shop_c "UPDATE public.items SET stock_qty = 100000;
+            SELECT count(harbor.reserve_stock(1 + g % 10, 1, 'o' || g, '1 second')) FROM generate_series(1, 30000) g" >/dev/null
+  wait_for "shop_c is being swept in small batches" 30 postgres \
+    "SELECT state = 'sweeping' AND released_last > 0 FROM harbor.sweeper_status() WHERE database = 'shop_c'" t
+  check "DROP DATABASE of the database being swept succeeds" "$(sqlstate postgres "DROP DATABASE shop_c")" ok
+  wait_log "the sweeper logged that it left for the DROP" 10 'left database "shop_c" to a pending DROP DATABASE' 1
+  wait_for "the dropped database is then reported missing" 15 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_c'" no_database
+  q postgres "ALTER SYSTEM RESET harbor_orm.sweep_batch_size" "SELECT pg_reload_conf()" >/dev/null
+
+  # SIGTERM: the launcher exits and the postmaster restarts it (5 s).
+  pid=$(status shop_a launcher_pid)
+  q postgres "SELECT pg_terminate_backend($pid)" >/dev/null
+  wait_for "after SIGTERM the launcher is restarted" 30 postgres \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'harbor_orm sweeper launcher' AND pid <> $pid" 1
+
+  # SIGKILL: the postmaster resets every backend (crash recovery) and the
+  # launcher comes back; the cluster serves again.
+  pid=$(q postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = 'harbor_orm sweeper launcher'")
+  kill -9 "$pid"
+  wait_for "after SIGKILL the cluster recovers and the launcher is back" 60 postgres \
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'harbor_orm sweeper launcher' AND pid <> $pid" 1
+  check "the postmaster saw the crash" "$(log_count "(PID $pid) was terminated by signal 9")" 1
+  q shop_a "SELECT harbor.reserve_stock(9, 1, 'after-crash', '1 second')" >/dev/null
+  wait_for "holds expire again after the crash" 20 shop_a \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'after-crash'" expired
+  check "no stock lost in shop_a" "$(q shop_a "SELECT sum(stock_qty) FROM public.items")" 1000
+
+  # Switched off by harbor_orm.sweeper_enabled.
+  q postgres "ALTER SYSTEM SET harbor_orm.sweeper_enabled = off" "SELECT pg_reload_conf()" >/dev/null
+  wait_for "sweeper_enabled = off disables it" 10 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_a'" disabled
+  finish
+}
+
+# ---------------------------------------------------------------------
+# Without preloading: start_sweeper() and stop_sweeper().
+# ---------------------------------------------------------------------
+dynamic() {
+  local pid
+
+  make_shop d1
+  make_shop d2
+  make_shop d3
+  check "no launcher without preloading" \
+    "$(q d1 "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'harbor_orm%'")" 0
+  check "start_sweeper is not granted to PUBLIC" \
+    "$(q d1 "CREATE ROLE clerk LOGIN" "SET ROLE clerk; SELECT harbor.start_sweeper()")" \
+    "ERROR:  permission denied for function start_sweeper"
+
+  pid=$(q d1 "SELECT harbor.start_sweeper()")
+  check "start_sweeper returns the worker's pid" \
+    "$(q d1 "SELECT backend_type || '/' || datname FROM pg_stat_activity WHERE pid = $pid")" "harbor_orm sweeper/d1"
+  check "a second start_sweeper returns the same worker, with a notice" \
+    "$(q d1 "SELECT harbor.start_sweeper()" | tr '\n' ' ')" "NOTICE:  the sweeper of database \"d1\" is already running $pid "
+
+  q d1 "SELECT harbor.reserve_stock(1, 2, 'dyn', '1 second')" >/dev/null
+  wait_for "the dynamic worker releases expired holds" 15 d1 \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'dyn'" expired
+  check "its status is visible from another database" \
+    "$(q postgres "CREATE EXTENSION harbor_orm; SELECT mode || '/' || pid FROM harbor.sweeper_status() WHERE database = 'd1'")" "dynamic/$pid"
+
+  # max_worker_processes = 3: the logical replication launcher and d1's
+  # sweeper leave one slot.
+  pid=$(q d2 "SELECT harbor.start_sweeper()")
+  check "a worker for d2 starts in the last slot" "$(q d2 "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid")" 1
+  check "no free slot: configuration_limit_exceeded" "$(sqlstate d3 "SELECT harbor.start_sweeper()")" 53400
+  check "with a hint to raise max_worker_processes" \
+    "$(q d3 "SELECT harbor.start_sweeper()" | grep -c 'HINT:  Raise max_worker_processes')" 1
+  check "the failed start leaves no status behind" "$(q d3 "SELECT count(*) FROM harbor.sweeper_status() WHERE database = 'd3'")" 0
+
+  check "a role that may execute stop_sweeper still needs the worker's privileges" \
+    "$(q d2 "GRANT EXECUTE ON FUNCTION harbor.stop_sweeper() TO clerk" "SET ROLE clerk" "SELECT harbor.stop_sweeper()" | head -1)" \
+    "ERROR:  permission denied to stop the sweeper of database \"d2\""
+  check "a role that cannot log in cannot start one" \
+    "$(q d3 "CREATE ROLE nologin_admin SUPERUSER NOLOGIN" "SET ROLE nologin_admin" "SELECT harbor.start_sweeper()" | head -1)" \
+    "ERROR:  role \"nologin_admin\" cannot start the sweeper"
+
+  # DROP DATABASE while a dynamic worker serves it: it steps aside.
+  check "DROP DATABASE of a database with a dynamic sweeper succeeds" "$(sqlstate postgres "DROP DATABASE d2")" ok
+  wait_for "its worker is gone" 10 postgres "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid" 0
+
+  pid=$(q d1 "SELECT pid FROM harbor.sweeper_status() WHERE database = 'd1'")
+  check "stop_sweeper stops it" "$(q d1 "SELECT harbor.stop_sweeper()")" t
+  check "the worker has exited" "$(q d1 "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid")" 0
+  check "the status says stopped" "$(q d1 "SELECT state || '/' || (pid IS NULL) FROM harbor.sweeper_status() WHERE database = 'd1'")" "stopped/true"
+  check "stopping again returns false" "$(q d1 "SELECT harbor.stop_sweeper()")" f
+  pid=$(q d3 "SELECT harbor.start_sweeper()")
+  check "a freed slot can be used again" "$(q d3 "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid")" 1
+  q d3 "SELECT harbor.stop_sweeper()" >/dev/null
+  finish
+}
+
+case "${1:-}" in
+  preloaded) preloaded ;;
+  dynamic) dynamic ;;
+  "")
+    rc=0
+    echo "# cluster 1: harbor_orm preloaded"
+    in_cluster -o harbor_orm.sweep_interval=1h \
+      -o "harbor_orm.sweeper_databases=shop_a,shop_b" -- bash "$0" preloaded || rc=1
+    echo "# cluster 2: harbor_orm not preloaded"
+    pg_virtualenv -t -v 15 -o max_worker_processes=3 -o harbor_orm.sweep_interval=1s \
+      bash "$0" dynamic || rc=1
+    exit $rc
+    ;;
+  *) echo "usage: $0 [preloaded|dynamic]" >&2; exit 2 ;;
+esac
