@@ -301,10 +301,10 @@ static const struct
 	},
 	[GP_PURGE] = {
 		"DELETE FROM harbor.stock_reservations AS r\n"
-		" WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x\n"
-		"                 WHERE x.status <> 'active' AND x.closed_at < $2\n"
-		"                 ORDER BY x.closed_at\n"
-		"                 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+		" WHERE r.id = ANY (ARRAY(SELECT x.id FROM harbor.stock_reservations x\n"
+		"                          WHERE x.status <> 'active' AND x.closed_at < $2\n"
+		"                          ORDER BY x.closed_at\n"
+		"                          LIMIT $1 FOR UPDATE SKIP LOCKED))",
 		2, {INT4OID, TIMESTAMPTZOID}
 	},
 	[GP_HOLDS] = {
