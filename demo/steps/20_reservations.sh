@@ -21,29 +21,36 @@ echo
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# Each checkout is the harbor CLI (libharbor): one reserve_stock call per shopper.
 for i in $(seq -w 1 20); do
-  psql -X -At -v VERBOSITY=verbose -c "SELECT order_id FROM harbor.reserve_stock($mug, 1, 'order-$i', '15 minutes', 'variants')" \
-    >"$out/$i" 2>&1 &
+  ( rc=0; harbor reserve "$mug" 1 "order-$i" --model variants >"$out/$i" 2>&1 || rc=$?
+    echo "$rc" >"$out/$i.rc" ) &
 done
 wait
 
-ok=$(grep -l '^order-' "$out"/* | wc -l)
-refused=$(grep -l "ERROR:  HB001" "$out"/* | wc -l)
-echo "20 checkouts ran at once, each calling harbor.reserve_stock($mug, 1, 'order-NN'):"
+ok=$(cat "$out"/*.rc | grep -cx 0 || true)
+refused=$(cat "$out"/*.rc | grep -cx 3 || true)
+echo "20 checkouts ran at once, each running: harbor reserve $mug 1 order-NN --model variants"
 echo "  reserved: $ok"
-echo "  refused:  $refused, all with SQLSTATE HB001:"
-grep -h -A1 'ERROR:' "$out"/* | head -2 | sed 's/^/    /'
+echo "  refused:  $refused with exit code 3 (insufficient stock, SQLSTATE HB001)"
+other=$((20 - ok - refused))
+[ "$other" -eq 0 ] || echo "  other failures: $other"
+echo "  a refusal reads:"
+example=$(grep -lx 3 "$out"/*.rc | head -1 || true)
+[ -n "$example" ] && sed 's/^/    /' "${example%.rc}"
 echo
 
-first=$(cat "$out"/* | grep '^order-' | sort | head -3)
-a=$(echo "$first" | sed -n 1p); b=$(echo "$first" | sed -n 2p); c=$(echo "$first" | sed -n 3p)
+first=$(for f in "$out"/*.rc; do if [ "$(cat "$f")" = 0 ]; then basename "$f" .rc; fi; done | head -3)
+a=order-$(echo "$first" | sed -n 1p); b=order-$(echo "$first" | sed -n 2p); c=order-$(echo "$first" | sed -n 3p)
 echo "Payment succeeds for $a and $b, $c cancels:"
-q -At -c "SELECT 'confirm_reservation(''$a'') = ' || harbor.confirm_reservation('$a')" \
-      -c "SELECT 'confirm_reservation(''$b'') = ' || harbor.confirm_reservation('$b')" \
-      -c "SELECT 'release_reservation(''$c'') = ' || harbor.release_reservation('$c')"
+for cmd in "confirm $a" "confirm $b" "release $c"; do
+  echo "\$ harbor $cmd"
+  harbor $cmd
+done
 echo
-echo "harbor.stock_status($mug): the released mug is back on sale, nothing oversold:"
-q -c "SELECT * FROM harbor.stock_status($mug, 'variants')"
+echo "\$ harbor status $mug   (the released mug is back on sale, nothing oversold)"
+harbor status "$mug" --model variants
+echo
 q -c "SELECT status, count(*) AS holds, sum(qty) AS mugs FROM harbor.stock_reservations
        WHERE model = 'variants' AND item_id = $mug GROUP BY status ORDER BY status"
 echo "harbor.check_stock() finds no inconsistency:"

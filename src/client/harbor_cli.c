@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "harbor.h"
+#include "json_text.h"
 
 /* Exit codes; documented in usage() and docs/client.md. */
 enum
@@ -82,93 +83,6 @@ skip_ws(const char **p)
 		(*p)++;
 }
 
-static void
-put_utf8(char **o, unsigned cp)
-{
-	if (cp < 0x80)
-		*(*o)++ = (char) cp;
-	else if (cp < 0x800)
-	{
-		*(*o)++ = (char) (0xC0 | (cp >> 6));
-		*(*o)++ = (char) (0x80 | (cp & 0x3F));
-	}
-	else if (cp < 0x10000)
-	{
-		*(*o)++ = (char) (0xE0 | (cp >> 12));
-		*(*o)++ = (char) (0x80 | ((cp >> 6) & 0x3F));
-		*(*o)++ = (char) (0x80 | (cp & 0x3F));
-	}
-	else
-	{
-		*(*o)++ = (char) (0xF0 | (cp >> 18));
-		*(*o)++ = (char) (0x80 | ((cp >> 12) & 0x3F));
-		*(*o)++ = (char) (0x80 | ((cp >> 6) & 0x3F));
-		*(*o)++ = (char) (0x80 | (cp & 0x3F));
-	}
-}
-
-static char *
-parse_string(const char **p)
-{
-	const char *s = *p + 1;
-	char	   *out = malloc(strlen(s) + 1),
-			   *o = out;
-
-	if (out == NULL)
-		return NULL;
-	while (*s && *s != '"')
-	{
-		if (*s != '\\')
-		{
-			*o++ = *s++;
-			continue;
-		}
-		s++;
-		switch (*s)
-		{
-			case 'n':
-				*o++ = '\n';
-				break;
-			case 't':
-				*o++ = '\t';
-				break;
-			case 'r':
-				*o++ = '\r';
-				break;
-			case 'b':
-				*o++ = '\b';
-				break;
-			case 'f':
-				*o++ = '\f';
-				break;
-			case 'u':
-				{
-					unsigned	cp = (unsigned) strtoul((char[5]) {s[1], s[2], s[3], s[4], 0}, NULL, 16);
-
-					s += 4;
-					if (cp >= 0xD800 && cp < 0xDC00 && s[1] == '\\' && s[2] == 'u')
-					{
-						unsigned	lo = (unsigned) strtoul((char[5]) {s[3], s[4], s[5], s[6], 0}, NULL, 16);
-
-						cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-						s += 6;
-					}
-					put_utf8(&o, cp);
-					break;
-				}
-			case '\0':
-				s--;
-				break;
-			default:
-				*o++ = *s;
-		}
-		s++;
-	}
-	*o = '\0';
-	*p = *s ? s + 1 : s;
-	return out;
-}
-
 static jnode *
 parse_value(const char **p)
 {
@@ -195,7 +109,7 @@ parse_value(const char **p)
 			{
 				if (**p != '"')
 					break;
-				key = parse_string(p);
+				key = harbor_json_decode_string(p);
 				skip_ws(p);
 				if (**p == ':')
 					(*p)++;
@@ -221,7 +135,7 @@ parse_value(const char **p)
 	else if (**p == '"')
 	{
 		n->type = J_STRING;
-		n->text = parse_string(p);
+		n->text = harbor_json_decode_string(p);
 	}
 	else
 	{
@@ -668,6 +582,22 @@ parse_cmdopts(int argc, char **argv, cmdopts *o)
 	return EXIT_OK;
 }
 
+/*
+ * The start of every command: its options, then the count of positional
+ * arguments (max -1: no upper bound), complaining as usage says.
+ */
+static int
+command_args(int argc, char **argv, cmdopts *o, int min, int max, const char *usage)
+{
+	int			rc = parse_cmdopts(argc, argv, o);
+
+	if (rc)
+		return rc;
+	if (o->npos < min || (max >= 0 && o->npos > max))
+		return bad_input("%s", usage);
+	return EXIT_OK;
+}
+
 static void
 print_reservations(const harbor_reservation *r, size_t n)
 {
@@ -705,12 +635,10 @@ cmd_reserve(harbor_conn *conn, int argc, char **argv)
 	int32_t		qty;
 	harbor_reservation r;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 3, 3, "reserve needs ITEM QTY ORDER");
 
 	if (rc)
 		return rc;
-	if (o.npos != 3)
-		return bad_input("reserve needs ITEM QTY ORDER%s", "");
 	if (!parse_int64(o.pos[0], &item))
 		return bad_input("item id is not an integer: %s", o.pos[0]);
 	if (!parse_int32(o.pos[1], &qty))
@@ -731,12 +659,11 @@ cmd_reserve_many(harbor_conn *conn, int argc, char **argv)
 	harbor_reservation *r;
 	size_t		n;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 2, -1,
+								   "reserve-many needs ORDER ITEM:QTY...");
 
 	if (rc)
 		return rc;
-	if (o.npos < 2)
-		return bad_input("reserve-many needs ORDER ITEM:QTY...%s", "");
 	for (int i = 1; i < o.npos; i++)
 	{
 		char	   *colon = strchr(o.pos[i], ':');
@@ -779,12 +706,10 @@ cmd_confirm(harbor_conn *conn, int argc, char **argv)
 	cmdopts		o;
 	int			n = 0;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 1, 1, "confirm needs ORDER");
 
 	if (rc)
 		return rc;
-	if (o.npos != 1)
-		return bad_input("confirm needs ORDER%s", "");
 	st = harbor_confirm(conn, o.pos[0], &n);
 	return print_count(conn, st, "confirmed", n,
 					   "confirmed %" PRId64 " reservation(s)\n");
@@ -797,12 +722,10 @@ cmd_release(harbor_conn *conn, int argc, char **argv)
 	int			n = 0;
 	int64_t		item;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 1, 2, "release needs ORDER [ITEM]");
 
 	if (rc)
 		return rc;
-	if (o.npos != 1 && o.npos != 2)
-		return bad_input("release needs ORDER [ITEM]%s", "");
 	if (o.npos == 2 && !parse_int64(o.pos[1], &item))
 		return bad_input("item id is not an integer: %s", o.pos[1]);
 	st = harbor_release(conn, o.pos[0], o.npos == 2 ? &item : NULL, &n);
@@ -815,12 +738,10 @@ cmd_extend(harbor_conn *conn, int argc, char **argv)
 	cmdopts		o;
 	int			n = 0;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 2, 2, "extend needs ORDER TTL");
 
 	if (rc)
 		return rc;
-	if (o.npos != 2)
-		return bad_input("extend needs ORDER TTL%s", "");
 	st = harbor_extend(conn, o.pos[0], o.pos[1], &n);
 	return print_count(conn, st, "extended", n,
 					   "extended %" PRId64 " reservation(s)\n");
@@ -832,12 +753,10 @@ cmd_sweep(harbor_conn *conn, int argc, char **argv)
 	cmdopts		o;
 	int64_t		n = 0;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 0, 0, "sweep takes no arguments");
 
 	if (rc)
 		return rc;
-	if (o.npos != 0)
-		return bad_input("sweep takes no arguments%s", "");
 	st = harbor_sweep(conn, o.batch, &n);
 	return print_count(conn, st, "released", n,
 					   "released %" PRId64 " expired reservation(s)\n");
@@ -892,12 +811,10 @@ cmd_load(harbor_conn *conn, int argc, char **argv)
 	cmdopts		o;
 	char	   *json;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 1, -1, "load needs MODEL ID...");
 
 	if (rc)
 		return rc;
-	if (o.npos < 1)
-		return bad_input("load needs MODEL ID...%s", "");
 	st = harbor_load(conn, o.pos[0], (const char *const *) &o.pos[1], (size_t) o.npos - 1,
 					 o.include, o.ninclude, &json);
 	return document_result(conn, st, json, "(no rows)");
@@ -909,12 +826,10 @@ cmd_get(harbor_conn *conn, int argc, char **argv)
 	cmdopts		o;
 	char	   *json;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 2, 2, "get needs MODEL ID");
 
 	if (rc)
 		return rc;
-	if (o.npos != 2)
-		return bad_input("get needs MODEL ID%s", "");
 	st = harbor_get(conn, o.pos[0], o.pos[1], o.include, o.ninclude, &json);
 	return document_result(conn, st, json, "(not found)");
 }
@@ -925,12 +840,10 @@ cmd_find(harbor_conn *conn, int argc, char **argv)
 	cmdopts		o;
 	char	   *json;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 1, 1, "find needs MODEL");
 
 	if (rc)
 		return rc;
-	if (o.npos != 1)
-		return bad_input("find needs MODEL%s", "");
 	st = harbor_find(conn, o.pos[0], o.filter, o.include, o.ninclude, o.order_by,
 					 o.norder_by, o.limit, o.offset, &json);
 	return document_result(conn, st, json, "(no rows)");
@@ -943,12 +856,10 @@ cmd_models(harbor_conn *conn, int argc, char **argv)
 	char	   *json;
 	jnode	   *doc;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 0, 0, "models takes no arguments");
 
 	if (rc)
 		return rc;
-	if (o.npos != 0)
-		return bad_input("models takes no arguments%s", "");
 	st = harbor_models(conn, &json);
 	if (st != HARBOR_OK)
 		return fail(conn, st);
@@ -998,22 +909,16 @@ cmd_status(harbor_conn *conn, int argc, char **argv)
 	jnode	   *doc;
 	harbor_status st;
 	int64_t		item;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 0, 1, "status takes at most one ITEM");
 
 	if (rc)
 		return rc;
-	if (o.npos > 1)
-		return bad_input("status takes at most one ITEM%s", "");
 	if (o.npos == 1)
 	{
 		if (!parse_int64(o.pos[0], &item))
 			return bad_input("item id is not an integer: %s", o.pos[0]);
 		st = harbor_stock_status(conn, item, o.model, &json);
-		if (st != HARBOR_OK)
-			return fail(conn, st);
-		rc = print_document(json, "(no stock information)");
-		harbor_free(json);
-		return rc;
+		return document_result(conn, st, json, "(no stock information)");
 	}
 	st = harbor_overview(conn, &json);
 	if (st != HARBOR_OK)
@@ -1077,12 +982,10 @@ cmd_listen(harbor_conn *conn, int argc, char **argv)
 	cmdopts		o;
 	int			left;
 	harbor_status st;
-	int			rc = parse_cmdopts(argc, argv, &o);
+	int			rc = command_args(argc, argv, &o, 0, 0, "listen takes no arguments");
 
 	if (rc)
 		return rc;
-	if (o.npos != 0)
-		return bad_input("listen takes no arguments%s", "");
 	left = o.count;
 	if (left == 0)
 		return EXIT_OK;

@@ -28,6 +28,7 @@
 #include <libpq-fe.h>
 
 #include "harbor.h"
+#include "json_text.h"
 
 #define ERRBUF 1024
 
@@ -1178,89 +1179,13 @@ payload_value(const char *payload, const char *key)
 	return NULL;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode the JSON string starting at p (at its quote) into malloc'd UTF-8. */
 static char *
 json_string_decode(const char *p)
 {
-	char	   *out,
-			   *o;
-
 	if (p == NULL || *p != '"')
 		return strdup("");
-	out = malloc(strlen(p) + 1);
-	if (out == NULL)
-		return NULL;
-	o = out;
-	for (p++; *p && *p != '"'; p++)
-	{
-		if (*p != '\\')
-		{
-			*o++ = *p;
-			continue;
-		}
-		p++;
-		switch (*p)
-		{
-			case 'n':
-				*o++ = '\n';
-				break;
-			case 't':
-				*o++ = '\t';
-				break;
-			case 'r':
-				*o++ = '\r';
-				break;
-			case 'b':
-				*o++ = '\b';
-				break;
-			case 'f':
-				*o++ = '\f';
-				break;
-			case 'u':
-				{
-					unsigned	cp = 0;
-					int			i;
-
-					for (i = 1; i <= 4 && hexval(p[i]) >= 0; i++)
-						cp = cp * 16 + (unsigned) hexval(p[i]);
-					p += i - 1;
-					/* escape_json only writes \u for control characters */
-					if (cp < 0x80)
-						*o++ = (char) cp;
-					else if (cp < 0x800)
-					{
-						*o++ = (char) (0xC0 | (cp >> 6));
-						*o++ = (char) (0x80 | (cp & 0x3F));
-					}
-					else
-					{
-						*o++ = (char) (0xE0 | (cp >> 12));
-						*o++ = (char) (0x80 | ((cp >> 6) & 0x3F));
-						*o++ = (char) (0x80 | (cp & 0x3F));
-					}
-					break;
-				}
-			case '\0':
-				p--;
-				break;
-			default:
-				*o++ = *p;
-		}
-	}
-	*o = '\0';
-	return out;
+	return harbor_json_decode_string(&p);
 }
 
 static int
