@@ -168,8 +168,9 @@ static const struct
 		 * is an array lookup, so a batch costs the same on a large table.
 		 */
 		"WITH c AS MATERIALIZED (\n"
-		"    SELECT x.ctid AS row_id, x.item_id FROM harbor.stock_reservations x\n"
+		"    SELECT x.ctid AS row_id, x.item_id, x.expires_at FROM harbor.stock_reservations x\n"
 		"     WHERE x.status = 'active' AND x.expires_at <= pg_catalog.now() AND x.model = $2\n"
+		"       AND x.expires_at >= $3\n"
 		"     ORDER BY x.expires_at LIMIT $1\n"
 		"       FOR UPDATE SKIP LOCKED\n"
 		"), i AS MATERIALIZED (\n"
@@ -195,8 +196,9 @@ static const struct
 		"     WHERE t.{pk} = v.id\n"
 		"    RETURNING 1\n"
 		")\n"
-		"SELECT (SELECT pg_catalog.count(*) FROM done), (SELECT pg_catalog.count(*) FROM restore)",
-		2, {INT4OID, TEXTOID}
+		"SELECT (SELECT pg_catalog.count(*) FROM done), (SELECT pg_catalog.count(*) FROM restore),\n"
+		"       (SELECT pg_catalog.max(c.expires_at) FROM c)",
+		3, {INT4OID, TEXTOID, TIMESTAMPTZOID}
 	},
 	[MP_STOCK] = {
 		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1",
@@ -299,9 +301,10 @@ static const struct
 	},
 	[GP_PURGE] = {
 		"DELETE FROM harbor.stock_reservations AS r\n"
-		" WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x\n"
-		"                 WHERE x.status <> 'active' AND x.closed_at < $2\n"
-		"                 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+		" WHERE r.id = ANY (ARRAY(SELECT x.id FROM harbor.stock_reservations x\n"
+		"                          WHERE x.status <> 'active' AND x.closed_at < $2\n"
+		"                          ORDER BY x.closed_at\n"
+		"                          LIMIT $1 FOR UPDATE SKIP LOCKED))",
 		2, {INT4OID, TIMESTAMPTZOID}
 	},
 	[GP_HOLDS] = {
@@ -1151,15 +1154,27 @@ harbor_extend_reservation(PG_FUNCTION_ARGS)
  * Sweeping
  * ---------------------------------------------------------------------
  */
+/*
+ * One sweep batch over every stock model.  Only holds that expire at or
+ * after *from are taken; on return *from is the latest expiry the batch
+ * took (unchanged when it took none).  sweep_expired() passes it on, so
+ * that within its one transaction each batch starts its index scan past
+ * the holds the earlier batches closed: their index entries cannot be
+ * marked dead before the transaction ends, and rereading them made every
+ * batch slower than the last.
+ */
 static int64
-sweep_batch(StockCache *c, int batch_size)
+sweep_batch(StockCache *c, int batch_size, TimestampTz *from)
 {
 	int64		released = 0;
+	TimestampTz latest = *from;
 
 	for (int i = 0; i < c->nmodels && released < batch_size; i++)
 	{
 		StockModel *m = &c->models[i];
-		Datum		values[2];
+		Datum		values[3];
+		Datum		d;
+		bool		isnull;
 
 		/*
 		 * A hold whose item the sweeping role cannot see would be taken
@@ -1173,9 +1188,14 @@ sweep_batch(StockCache *c, int batch_size)
 					 errhint("Sweep as the table owner or a role with BYPASSRLS.")));
 		values[0] = Int32GetDatum((int32) (batch_size - released));
 		values[1] = CStringGetTextDatum(m->name);
+		values[2] = TimestampTzGetDatum(*from);
 		run_plan(model_plan(m, MP_SWEEP), values, NULL, false);
 		released += result_int64(0, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		if (!isnull && DatumGetTimestampTz(d) > latest)
+			latest = DatumGetTimestampTz(d);
 	}
+	*from = latest;
 	return released;
 }
 
@@ -1197,8 +1217,10 @@ harbor_sweep_expired_batch(int batch_size)
 {
 	int64		n;
 
+	TimestampTz from = DT_NOBEGIN;
+
 	SPI_connect();
-	n = sweep_batch(get_stock_cache(), batch_size);
+	n = sweep_batch(get_stock_cache(), batch_size, &from);
 	SPI_finish();
 	return n;
 }
@@ -1234,15 +1256,31 @@ harbor_sweep_expired(PG_FUNCTION_ARGS)
 	int64		total = 0;
 	int64		n;
 
+	TimestampTz from = DT_NOBEGIN;
+
 	SPI_connect();
 	c = get_stock_cache();
-	/* a short batch means everything not locked by others is done */
-	do
+
+	/*
+	 * Batches until one releases nothing.  A short batch is no sign of the
+	 * end: a batch skips the holds whose item a checkout has locked, so
+	 * under load most batches are short.  This ends, because now() is fixed
+	 * in the transaction: only holds that had expired when it began are
+	 * taken, and each batch that releases something closes them for good.
+	 * Each batch starts at the latest expiry the previous one took; holds
+	 * left behind below it (their item was locked) get one more pass from
+	 * the start.
+	 */
+	for (int pass = 0; pass < 2; pass++)
 	{
-		CHECK_FOR_INTERRUPTS();
-		n = sweep_batch(c, batch_size);
-		total += n;
-	} while (n >= batch_size);
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			n = sweep_batch(c, batch_size, &from);
+			total += n;
+		} while (n > 0);
+		from = DT_NOBEGIN;
+	}
 	do
 	{
 		CHECK_FOR_INTERRUPTS();

@@ -41,6 +41,11 @@ CREATE INDEX stock_reservations_order_idx
 CREATE INDEX stock_reservations_confirmed_idx
     ON harbor.stock_reservations (model, item_id) WHERE status = 'confirmed';
 
+-- The purge deletes closed holds past the retention, oldest first; without
+-- this index every sweep round read all the closed holds to find none.
+CREATE INDEX stock_reservations_closed_idx
+    ON harbor.stock_reservations (closed_at) WHERE status <> 'active';
+
 SELECT pg_catalog.pg_extension_config_dump('harbor.stock_model', '');
 SELECT pg_catalog.pg_extension_config_dump('harbor.stock_reservations', '');
 SELECT pg_catalog.pg_extension_config_dump('harbor.stock_reservations_id_seq', '');

@@ -4,7 +4,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET LOCAL client_min_messages = warning;
-SELECT plan(114);
+SELECT plan(117);
 
 CREATE SCHEMA tap_rsv;
 CREATE TABLE tap_rsv.variants (id int PRIMARY KEY, sku text, stock_qty int NOT NULL CHECK (stock_qty >= 0));
@@ -120,6 +120,12 @@ SELECT lives_ok($$ SELECT harbor.reserve_stock(2, 1, 's' || g, '1 second', 'tap_
 UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 second' WHERE order_id LIKE 's_';
 SELECT is(harbor.sweep_expired(2), 5::bigint, 'sweep_expired loops over batches');
 SELECT is(tap_rsv.stock(2), 10 - 3, 'stock restored by the sweep');
+SELECT lives_ok($$ SELECT harbor.reserve_stock(2, 1, 'k' || g, '1 second', 'tap_variants') FROM generate_series(1, 3) g $$, 'three holds to expire at different times');
+UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 minute' * (4 - substr(order_id, 2)::int)
+ WHERE order_id LIKE 'k_';
+SELECT is(harbor.sweep_expired(1), 3::bigint, 'sweep_expired goes on past each batch''s expiry');
+SELECT is(tap_rsv.stock(2), 10 - 3, 'their stock is back');
+DELETE FROM harbor.stock_reservations WHERE order_id LIKE 'k_';
 UPDATE harbor.stock_reservations SET closed_at = now() - interval '8 days' WHERE order_id LIKE 's_';
 SELECT is(harbor._purge_closed(3), 3::bigint, 'purge deletes at most batch_size');
 SELECT is(harbor.sweep_expired(), 0::bigint, 'sweep_expired also purges');
