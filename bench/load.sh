@@ -20,10 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--inside" ]; then
-  scripts/install_deps.sh
-  exec 9>/tmp/harbor_orm-tests.lock
-  flock 9
-  scripts/build_install.sh
+  . scripts/prepare.sh
+  harbor_prepare
   exec pg_virtualenv -t -v 15 -o shared_preload_libraries=harbor_orm \
     -o shared_buffers=256MB -o max_connections=50 \
     bash "$0" --inside

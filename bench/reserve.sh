@@ -15,10 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != inside ]; then
-  scripts/install_deps.sh
-  exec 9>/tmp/harbor_orm-tests.lock
-  flock 9
-  scripts/build_install.sh
+  . scripts/prepare.sh
+  harbor_prepare
   RESULTS="$PWD/bench/results/reserve-$(date -u +%Y%m%dT%H%M%SZ)"
   export RESULTS
   mkdir -p "$RESULTS"

@@ -23,10 +23,8 @@ cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--inside" ]; then
   holds=${1:-100000}
-  scripts/install_deps.sh
-  exec 9>/tmp/harbor_orm-tests.lock
-  flock 9
-  scripts/build_install.sh
+  . scripts/prepare.sh
+  harbor_prepare
   mkdir -p bench/results
   exec pg_virtualenv -t -v 15 \
     -o shared_preload_libraries=harbor_orm \

@@ -7,14 +7,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install_deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
-
-# make install writes one system-wide location: serialise concurrent runs.
-exec 9>/tmp/harbor_orm-tests.lock
-flock 9
-
-if ! scripts/build_install.sh; then
-  echo "build failed"
+. scripts/prepare.sh
+if ! harbor_prepare; then
+  echo "dependency installation or build failed"
   echo "0 passed, 1 failed"
   exit 1
 fi
