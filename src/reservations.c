@@ -100,12 +100,15 @@ typedef enum ModelPlan
 	MP_NPLANS
 } ModelPlan;
 
-static const struct
+/* A statement kept per backend: its text, and the types of its parameters. */
+typedef struct PlanDef
 {
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[5];
-}			model_plan_defs[MP_NPLANS] =
+} PlanDef;
+
+static const PlanDef model_plan_defs[MP_NPLANS] =
 {
 	[MP_FAST] = {
 		/*
@@ -235,12 +238,7 @@ typedef enum GlobalPlan
 	GP_NPLANS
 } GlobalPlan;
 
-static const struct
-{
-	const char *sql;
-	int			nargs;
-	Oid			argtypes[5];
-}			global_plan_defs[GP_NPLANS] =
+static const PlanDef global_plan_defs[GP_NPLANS] =
 {
 	[GP_OWN] = {
 		"SELECT r.id, r.qty FROM harbor.stock_reservations r\n"
