@@ -4,16 +4,17 @@
 #   make install         install both
 #   make installcheck    run the pg_regress suite against a running server
 #
-# The extension script is assembled from sql/parts/, one part per capability,
-# in file-name order.
+# Released install scripts are never edited: sql/harbor_orm--0.1.0.sql is
+# 0.1.0 as released, and every later change to an SQL object ships in an
+# upgrade script sql/harbor_orm--A--B.sql.  There is no separate install
+# script for later versions: CREATE EXTENSION runs 0.1.0 and the upgrade
+# path, so a fresh install and an upgraded one cannot drift apart.
 
 EXTENSION   = harbor_orm
 EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" harbor_orm.control)
 MODULE_big  = harbor_orm
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA_built  = sql/harbor_orm--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard sql/harbor_orm--*--*.sql))
-SCRIPT_PARTS = $(sort $(wildcard sql/parts/*.sql))
+DATA        = $(wildcard sql/harbor_orm--*.sql)
 
 REGRESS     = $(sort $(basename $(notdir $(filter-out sql/harbor_orm--%,$(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=harbor_regress
@@ -26,16 +27,6 @@ SHLIB_LINK  =
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
-
-# Rebuilt whenever a part changes, appears or disappears; the file is only
-# replaced when its content differs, so an unchanged script is not reinstalled.
-$(DATA_built): $(SCRIPT_PARTS) harbor_orm.control FORCE
-	@{ echo '-- harbor_orm $(EXTVERSION): generated from sql/parts/*.sql by make; edit the parts.'; \
-	   printf '%s\n' '\echo Use "CREATE EXTENSION harbor_orm" to load this file. \quit'; \
-	   for f in $(SCRIPT_PARTS); do echo; echo "-- ---- $$f ----"; cat $$f; done; } > $@.tmp
-	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
-FORCE:
-.PHONY: FORCE
 
 $(OBJS): $(wildcard src/*.h)
 
@@ -56,5 +47,6 @@ endif
 # META.json must carry the control file's version.
 all: check-meta
 check-meta:
+	@test -f sql/harbor_orm--0.1.0--$(EXTVERSION).sql || test "$(EXTVERSION)" = 0.1.0 || { echo "no upgrade script to $(EXTVERSION)"; exit 1; }
 	@grep -q '"version": "$(EXTVERSION)"' META.json || { echo "META.json version differs from harbor_orm.control ($(EXTVERSION))"; exit 1; }
 .PHONY: check-meta

@@ -20,6 +20,7 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "cache.h"
 #include "harbor_orm.h"
 #include "reservations.h"
 #include "sweeper.h"
@@ -120,6 +121,7 @@ void
 _PG_init(void)
 {
 	harbor_define_gucs();
+	harbor_cache_init();
 	harbor_registry_init();
 	harbor_reservations_init();
 	harbor_sweeper_init();
