@@ -111,7 +111,8 @@ struct IncNode
 
 typedef struct CallMap
 {
-	void	   *owner;			/* ModelInfo or RelInfo */
+	ModelInfo  *mi;				/* identity map of this model's rows */
+	RelInfo    *ri;				/* or link map of this relationship */
 	KeyMap	   *map;
 } CallMap;
 
@@ -121,8 +122,8 @@ typedef struct LoadCall
 	MemoryContext cxt;
 	IncNode	   *root;
 	List	   *nodes;			/* breadth first */
-	List	   *idmaps;			/* CallMap per ModelInfo */
-	List	   *linkmaps;		/* CallMap per RelInfo */
+	List	   *idmaps;			/* CallMap per model */
+	List	   *linkmaps;		/* CallMap per relationship */
 	int64		fetched;
 	int64		built;
 	int64		queries;
@@ -139,21 +140,55 @@ static char *last_stats = NULL;
  * ---------------------------------------------------------------------
  */
 
-static KeyMap *
-call_map(LoadCall *lc, List **maps, void *owner, KeyInfo *ki)
+/*
+ * Whether rows read through two infos of one table can share an identity
+ * map.  One call may hold two ModelInfos of a table when its cache entry
+ * was rebuilt mid-way (a dependency changed); their rows are alike when
+ * the columns are.
+ */
+static bool
+same_model(ModelInfo *a, ModelInfo *b)
 {
+	if (a == b)
+		return true;
+	if (a->relid != b->relid || a->ncols != b->ncols || a->pk.n != b->pk.n ||
+		memcmp(a->coltype, b->coltype, sizeof(Oid) * a->ncols) != 0 ||
+		memcmp(a->restype, b->restype, sizeof(Oid) * a->ncols) != 0 ||
+		memcmp(a->pk_idx, b->pk_idx, sizeof(int) * a->pk.n) != 0)
+		return false;
+	for (int i = 0; i < a->ncols; i++)
+		if (strcmp(a->colkey[i].val.string.val, b->colkey[i].val.string.val) != 0)
+			return false;
+	return true;
+}
+
+static bool
+same_rel(RelInfo *a, RelInfo *b)
+{
+	return a == b ||
+		(strcmp(a->label, b->label) == 0 && a->nkey == b->nkey &&
+		 memcmp(a->parent_idx, b->parent_idx, sizeof(int) * a->nkey) == 0 &&
+		 same_model(a->parent, b->parent) && same_model(a->target, b->target));
+}
+
+/* The call's identity map of a model's rows (mi) or link map of a relationship (ri). */
+static KeyMap *
+call_map(LoadCall *lc, ModelInfo *mi, RelInfo *ri)
+{
+	List	  **maps = mi ? &lc->idmaps : &lc->linkmaps;
 	ListCell   *cell;
 	CallMap    *cm;
 
 	foreach(cell, *maps)
 	{
 		cm = lfirst(cell);
-		if (cm->owner == owner)
+		if (mi ? same_model(cm->mi, mi) : same_rel(cm->ri, ri))
 			return cm->map;
 	}
 	cm = palloc(sizeof(CallMap));
-	cm->owner = owner;
-	cm->map = loader_keymap_create(ki, 64);
+	cm->mi = mi;
+	cm->ri = ri;
+	cm->map = loader_keymap_create(mi ? &mi->pk : &ri->key, 64);
 	*maps = lappend(*maps, cm);
 	return cm->map;
 }
@@ -335,7 +370,7 @@ load_node(LoadCall *lc, IncNode *node)
 	RelInfo    *ri = node->ri;
 	IncNode	   *parent = node->parent;
 	KeyMap	   *links = node->links;
-	KeyMap	   *idmap = call_map(lc, &lc->idmaps, ri->target, &ri->target->pk);
+	KeyMap	   *idmap = call_map(lc, ri->target, NULL);
 	Link	  **plinks = palloc(sizeof(Link *) * Max(parent->ninst, 1));
 	Datum	  **pending = palloc(sizeof(Datum *) * Max(parent->ninst, 1));
 	int			npending = 0;
@@ -484,7 +519,7 @@ new_node(LoadCall *lc, IncNode *parent, const char *name, HarborRelationship *r,
 		n->path = parent->depth == 0 ? n->name : psprintf("%s.%s", parent->path, name);
 		n->depth = parent->depth + 1;
 		n->ri = loader_rel_info(parent->mi, r);
-		n->links = call_map(lc, &lc->linkmaps, n->ri, &n->ri->key);
+		n->links = call_map(lc, NULL, n->ri);
 		parent->children = lappend(parent->children, n);
 	}
 	return n;
@@ -831,7 +866,7 @@ static void
 take_roots(LoadCall *lc)
 {
 	IncNode	   *root = lc->root;
-	KeyMap	   *idmap = call_map(lc, &lc->idmaps, root->mi, &root->mi->pk);
+	KeyMap	   *idmap = call_map(lc, root->mi, NULL);
 	SPITupleTable *tt = SPI_tuptable;
 	int			natts = tt->tupdesc->natts;
 	Datum	   *vals;
@@ -1024,7 +1059,7 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *n
 	ModelInfo  *mi = lc->root->mi;
 	Datum	  **keys;
 	int			nkeys = ids_to_keys(mi, elems, nulls, nelems, elemtype, &keys);
-	KeyMap	   *idmap = call_map(lc, &lc->idmaps, mi, &mi->pk);
+	KeyMap	   *idmap = call_map(lc, mi, NULL);
 	SPIPlanPtr	plan = loader_root_plan(mi);
 	int			chunk = harbor_load_chunk_size;
 
