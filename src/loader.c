@@ -134,9 +134,8 @@ typedef struct LoadCall
 /* last_load_stats(): text of the last call's statistics. */
 static char *last_stats = NULL;
 
-
 /* ---------------------------------------------------------------------
- * Converting rows
+ * Identity and link maps, fetching and converting rows
  * ---------------------------------------------------------------------
  */
 
