@@ -104,6 +104,20 @@ SELECT harbor.register_model('lt.typed');
 SELECT harbor.load('typed', ARRAY[1, 2]) = (SELECT jsonb_agg(to_jsonb(x) ORDER BY id) FROM lt.typed x) AS same_as_to_jsonb;
 SELECT harbor.load('typed', ARRAY[1, 2]);
 
+-- keys of types rendered through to_jsonb (a range) are bound and hashed
+-- as their own type; only the output goes through to_jsonb
+CREATE TABLE lt.spans (span int4range PRIMARY KEY, labels text[], extra json);
+CREATE TABLE lt.bookings (id serial PRIMARY KEY, span int4range REFERENCES lt.spans (span), who text);
+INSERT INTO lt.spans VALUES ('[1,5)', '{a,b}', '{"x": [1, 2]}'), ('[5,9)', '{}', NULL);
+INSERT INTO lt.bookings (span, who) VALUES ('[1,5)', 'ann'), ('[1,5)', 'bob'), ('[5,9)', 'cy');
+SELECT harbor.register_model('lt.spans');
+SELECT harbor.register_model('lt.bookings');
+SELECT model, name, kind, target FROM harbor.relationships WHERE model IN ('spans', 'bookings') ORDER BY 1, 2;
+SELECT harbor.load('spans', ARRAY['[5,9)', '[1,5)', '[7,8)']::int4range[], '{bookings}');
+SELECT harbor.load('bookings', ARRAY[3, 1, 2], '{spans}');
+SELECT harbor.load('spans', ARRAY['[1,5)']::int4range[]) = (SELECT jsonb_agg(to_jsonb(s)) FROM lt.spans s WHERE span = '[1,5)') AS same_as_to_jsonb;
+DROP TABLE lt.bookings, lt.spans;
+
 -- the registry changing (a new column) is picked up by the kept plans
 ALTER TABLE lt.brands ADD COLUMN country text DEFAULT 'NZ';
 SELECT harbor.load('products', ARRAY[1], '{brand}') -> 0 -> 'brand';

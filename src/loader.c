@@ -152,7 +152,6 @@ same_model(ModelInfo *a, ModelInfo *b)
 		return true;
 	if (a->relid != b->relid || a->ncols != b->ncols || a->pk.n != b->pk.n ||
 		memcmp(a->coltype, b->coltype, sizeof(Oid) * a->ncols) != 0 ||
-		memcmp(a->restype, b->restype, sizeof(Oid) * a->ncols) != 0 ||
 		memcmp(a->pk_idx, b->pk_idx, sizeof(int) * a->pk.n) != 0)
 		return false;
 	for (int i = 0; i < a->ncols; i++)
@@ -1070,7 +1069,7 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *n
 		Datum	   *vals;
 		bool	   *nulls;
 
-		run_keyed(lc, lc->root, plan, &mi->pk, keys + start, n, mi->ncols, mi->restype,
+		run_keyed(lc, lc->root, plan, &mi->pk, keys + start, n, mi->ncols, mi->coltype,
 				  mi->model->name);
 		natts = SPI_tuptable->tupdesc->natts;
 		deform_result(SPI_tuptable, SPI_processed, &vals, &nulls);
@@ -1174,7 +1173,7 @@ harbor_find(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "harbor.find: query failed: %s", SPI_result_code_string(rc));
 	MemoryContextSwitchTo(lc->cxt);
-	loader_check_result(SPI_tuptable, mi->ncols, mi->restype, lc->function, mi->model->name);
+	loader_check_result(SPI_tuptable, mi->ncols, mi->coltype, lc->function, mi->model->name);
 	lc->queries++;
 	lc->root->queries++;
 	lc->fetched += SPI_processed;

@@ -43,7 +43,8 @@ typedef enum ConvKind
 	CONV_TEXT,					/* text, varchar, bpchar: bytes as they are */
 	CONV_DATETIME,				/* date, timestamp, timestamptz */
 	CONV_OTHER,					/* output function, as a string */
-	CONV_JSONB					/* to_jsonb() in the query, unpacked here */
+	CONV_JSONB,					/* a jsonb datum, unpacked */
+	CONV_TO_JSONB				/* to_jsonb() (outfn), then unpacked */
 } ConvKind;
 
 /* Key columns: hashing and equality, binary where that is exact. */
@@ -71,11 +72,11 @@ typedef struct ModelInfo
 	MemoryContext cxt;			/* the entry's memory */
 	HarborCacheEntry *entry;	/* owner of its kept plans */
 	int			ncols;
-	Oid		   *coltype;		/* each mapped column's type in the catalog */
-	Oid		   *restype;		/* its type in a statement's result */
+	Oid		   *coltype;		/* each mapped column's type in the catalog,
+								 * as statements return it */
 	ConvKind   *conv;
 	Oid		   *basetype;
-	FmgrInfo   *outfn;
+	FmgrInfo   *outfn;			/* output function, or to_jsonb */
 	JsonbValue *colkey;			/* column names as jsonb strings */
 	char	   *relname;		/* quoted */
 	char	   *select_list;	/* t."a", t."b", ... */

@@ -6,11 +6,13 @@
  *
  * Scalars are converted here, without going through text where the jsonb
  * value can be taken from the datum directly; types whose rendering needs
- * more than a scalar (arrays, composites, ranges, json itself and types
- * with a cast to json) are wrapped in to_jsonb() in the query and only
- * unpacked here.  Which conversion a column gets is decided from its type
- * in the catalog when its model is compiled, and every result is checked
- * against those types before it is converted (loader_plan.c).
+ * more than a scalar (arrays, composites, ranges, json and types with a
+ * cast to json) go through to_jsonb() called here, and the resulting jsonb
+ * is unpacked.  Statements return every column as it is, so a key column
+ * hashes and binds as its own type whatever its rendering.  Which
+ * conversion a column gets is decided from its type in the catalog when its
+ * model is compiled, and every result is checked against those types
+ * before it is converted (loader_plan.c).
  *
  * Copyright (c) 2026, harbor_orm developers
  *
@@ -59,21 +61,22 @@ loader_conv_kind(Oid type, Oid *basetype)
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
 			return CONV_DATETIME;
-		case JSONOID:
 		case JSONBOID:
 			return CONV_JSONB;
+		case JSONOID:
+			return CONV_TO_JSONB;
 		default:
 			break;
 	}
 	if (OidIsValid(get_element_type(base)) || type_is_rowtype(base) ||
 		get_typtype(base) == TYPTYPE_RANGE || get_typtype(base) == TYPTYPE_MULTIRANGE)
-		return CONV_JSONB;
+		return CONV_TO_JSONB;
 	{
 		/* to_jsonb uses a cast to json where one exists */
 		Oid			castfunc;
 
 		if (find_coercion_pathway(JSONOID, base, COERCION_EXPLICIT, &castfunc) == COERCION_PATH_FUNC)
-			return CONV_JSONB;
+			return CONV_TO_JSONB;
 	}
 	return CONV_OTHER;
 }
@@ -109,7 +112,7 @@ loader_set_string(JsonbValue *v, char *s)
 
 /*
  * Converts one value of column col.  The caller has checked that the
- * result column holds mi->restype[col].
+ * result column holds mi->coltype[col].
  */
 void
 loader_convert_value(ModelInfo *mi, int col, Datum d, bool isnull, JsonbValue *v)
@@ -184,6 +187,9 @@ loader_convert_value(ModelInfo *mi, int col, Datum d, bool isnull, JsonbValue *v
 			break;
 		case CONV_JSONB:
 			jsonb_to_tree(DatumGetJsonbP(d), v);
+			break;
+		case CONV_TO_JSONB:
+			jsonb_to_tree(DatumGetJsonbP(FunctionCall1(&mi->outfn[col], d)), v);
 			break;
 	}
 }

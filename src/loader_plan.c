@@ -29,8 +29,10 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "lib/stringinfo.h"
+#include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -142,7 +144,6 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 	mi->entry = e;
 	mi->ncols = m->ncolumns;
 	mi->coltype = palloc(sizeof(Oid) * Max(m->ncolumns, 1));
-	mi->restype = palloc(sizeof(Oid) * Max(m->ncolumns, 1));
 	mi->conv = palloc(sizeof(ConvKind) * Max(m->ncolumns, 1));
 	mi->basetype = palloc(sizeof(Oid) * Max(m->ncolumns, 1));
 	mi->outfn = palloc0(sizeof(FmgrInfo) * Max(m->ncolumns, 1));
@@ -163,19 +164,19 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 			getTypeOutputInfo(mi->basetype[i], &outfunc, &isvarlena);
 			fmgr_info_cxt(outfunc, &mi->outfn[i], e->cxt);
 		}
+		else if (mi->conv[i] == CONV_TO_JSONB)
+		{
+			/* to_jsonb(anyelement) reads its argument's type from the call */
+			fmgr_info_cxt(F_TO_JSONB, &mi->outfn[i], e->cxt);
+			fmgr_info_set_expr((Node *) makeFuncExpr(F_TO_JSONB, JSONBOID,
+													 list_make1(makeNullConst(mi->coltype[i], -1, InvalidOid)),
+													 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL),
+							   &mi->outfn[i]);
+		}
 		mi->colkey[i].type = jbvString;
 		mi->colkey[i].val.string.val = pstrdup(m->columns[i]);
 		mi->colkey[i].val.string.len = strlen(m->columns[i]);
-		if (mi->conv[i] == CONV_JSONB)
-		{
-			appendStringInfo(&buf, "%spg_catalog.to_jsonb(t.%s)", i > 0 ? ", " : "", q);
-			mi->restype[i] = JSONBOID;
-		}
-		else
-		{
-			appendStringInfo(&buf, "%st.%s", i > 0 ? ", " : "", q);
-			mi->restype[i] = mi->coltype[i];
-		}
+		appendStringInfo(&buf, "%st.%s", i > 0 ? ", " : "", q);
 	}
 	mi->select_list = buf.data;
 
@@ -336,7 +337,7 @@ build_rel_info(ModelInfo *parent, HarborRelationship *r, ModelInfo *target)
 	ri->nresult = ri->nkey + target->ncols;
 	ri->restype = palloc(sizeof(Oid) * Max(ri->nresult, 1));
 	memcpy(ri->restype, ktypes, sizeof(Oid) * ri->nkey);
-	memcpy(ri->restype + ri->nkey, target->restype, sizeof(Oid) * target->ncols);
+	memcpy(ri->restype + ri->nkey, target->coltype, sizeof(Oid) * target->ncols);
 
 	/*
 	 * The parent key comes back first, cast to the parent's column types so
