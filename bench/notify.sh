@@ -98,7 +98,7 @@ u_empty=$(tps update_empty_trigger "$W/update.sql")
 psql -X -q -c "DROP TRIGGER p_empty ON items"
 u_notify=$(tps update_pg_notify "$W/update_notify.sql")
 r_off=""; r_on=""
-if psql -X -At -c "SELECT to_regprocedure('harbor.enable_stock(text,name)') IS NOT NULL" | grep -q t; then
+if [ "$(psql -X -At -c "SELECT to_regprocedure('harbor.enable_stock(text,name)') IS NOT NULL")" = t ]; then
   psql -X -q -At -c "SELECT harbor.enable_stock('items')" >/dev/null
   r_off=$(tps reserve_off "$W/reserve.sql")
   harbor_on; r_on=$(tps reserve_on "$W/reserve.sql"); harbor_off

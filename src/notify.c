@@ -30,6 +30,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -224,13 +225,25 @@ render_key(KeyRenderer *kr, TupleTableSlot *slot, StringInfo out)
 }
 
 /*
- * Position a private read pointer at the start of a transition table, so
- * that other triggers reading the same tuplestore are not disturbed.
+ * Position a private read pointer at the start of a transition table and
+ * make it the active one, so that other triggers reading the same
+ * tuplestore are not disturbed.
+ *
+ * tuplestore_rescan() may only rewind a read pointer that was allocated
+ * with EXEC_FLAG_REWIND (it Asserts so in assert-enabled builds).  Asking
+ * for it here is allowed although the store already holds tuples: trigger.c
+ * creates transition tables with tuplestore_begin_heap(false, ...), whose
+ * eflags already include EXEC_FLAG_REWIND, so this is no increase of the
+ * store's requirements ("too late to require new tuplestore eflags").  The
+ * new pointer starts as a copy of read pointer 0, which may be anywhere,
+ * hence the rescan.  nodeNamedtuplestorescan.c reads transition tables the
+ * same way.  Each caller selects its own pointer before reading, so the
+ * active pointer need not be restored afterwards.
  */
 static void
 tuplestore_start(Tuplestorestate *ts)
 {
-	int			ptr = tuplestore_alloc_read_pointer(ts, 0);
+	int			ptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
 
 	tuplestore_select_read_pointer(ts, ptr);
 	tuplestore_rescan(ts);
@@ -318,6 +331,7 @@ harbor_notify_changes(PG_FUNCTION_ARGS)
 
 	while (tuplestore_gettupleslot(primary, true, false, slot))
 	{
+		CHECK_FOR_INTERRUPTS();
 		render_key(&kr, slot, &id);
 		payload_add(&pb, id.data, id.len);
 

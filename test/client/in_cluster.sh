@@ -17,7 +17,7 @@ notok() { echo "not ok - $*"; fail=1; }
 # ---------------------------------------------------------------- library, direct, valgrind
 echo "== libharbor, direct connection, under valgrind"
 fresh_db client_direct || exit 1
-if psql -X -At -d client_direct -c "SELECT to_regprocedure('harbor.reserve_stock(bigint,integer,text,interval,text)')::oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = 'harbor.reserve_stock(bigint,integer,text,interval,text)'::regprocedure AND d.deptype = 'e')" | grep -q t; then
+if [ "$(psql -X -At -d client_direct -c "SELECT to_regprocedure('harbor.reserve_stock(bigint,integer,text,interval,text)')::oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = 'harbor.reserve_stock(bigint,integer,text,interval,text)'::regprocedure AND d.deptype = 'e')")" = t ]; then
   echo "# reservation functions: stand-ins from test/client/stubs.sql (server side not installed)"
 fi
 if valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
@@ -156,14 +156,14 @@ expect_exit 0 "find" -- $harbor find ct_items --filter '{"product_id": 2}' --lim
 grep -q "(3 rows)" "$tmp/out" && ok "find honours the limit" || { notok "find output"; cat "$tmp/out"; }
 expect_exit 2 "find on an unknown model" -- $harbor find nope
 expect_exit 2 "hostile id" -- $harbor get ct_items "1'; DROP TABLE client_t.items; --"
-psql -X -At -c "SELECT count(*) FROM client_t.items" | grep -qx 20 && ok "table intact" || notok "table changed"
+[ "$(psql -X -At -c "SELECT count(*) FROM client_t.items")" = 20 ] && ok "table intact" || notok "table changed"
 
 # listen: a reservation's commit arrives, printed by harbor listen
 psql -X -q -c "SELECT harbor.enable_change_notify('ct_items')" >/dev/null
 $harbor listen --count 1 --timeout 30 > "$tmp/listen.out" 2>&1 &
 lpid=$!
 for _ in $(seq 1 100); do
-  psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN harbor_changes%'" | grep -qx 1 && break
+  [ "$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN harbor_changes%'")" = 1 ] && break
   sleep 0.1
 done
 $harbor reserve 7 1 cli-listen >/dev/null
