@@ -16,11 +16,11 @@ RESET client_min_messages;
 
 -- errors: unknown model, null model, trigger function called directly,
 -- bad channel or payload (nothing is created by a failed call)
-\set VERBOSITY terse
 SELECT harbor.enable_change_notify('nt_nope');
 SELECT harbor.enable_change_notify(NULL);
 SELECT harbor.disable_change_notify('nt_nope');
 SELECT harbor._notify_changes();
+\set VERBOSITY terse
 SELECT harbor.enable_change_notify('nt_items', payload => 'rows');
 SELECT harbor.enable_change_notify('nt_items', payload => NULL);
 SELECT harbor.enable_change_notify('nt_items', channel => NULL);
@@ -136,8 +136,8 @@ CREATE ROLE nt_clerk;
 GRANT USAGE ON SCHEMA notify_t TO nt_clerk;
 GRANT TRIGGER ON notify_t.secrets TO nt_clerk;
 SET ROLE nt_clerk;
-\set VERBOSITY terse
 SELECT harbor.enable_change_notify('nt_secrets', payload => 'keys');
+\set VERBOSITY terse
 SELECT harbor.enable_change_notify('nt_secrets');
 RESET ROLE;
 -- SELECT on the key column alone is enough (no RLS on the table)
