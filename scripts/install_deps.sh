@@ -10,6 +10,7 @@ packages=(
   postgresql-15
   postgresql-server-dev-15
   postgresql-15-pgtap
+  postgresql-15-plproxy
   libpq-dev
   libtap-parser-sourcehandler-pgtap-perl
   pgbouncer
