@@ -147,7 +147,7 @@ CREATE FUNCTION harbor_proxy._release_on(part integer, order_id text, item_id bi
 AS $$
     CLUSTER 'harbor_partitions';
     RUN ON part;
-    TARGET harbor.release_reservation;
+    SELECT harbor.release_reservation(order_id, item_id);
 $$;
 
 CREATE FUNCTION harbor_proxy._release_all(order_id text)

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Reservations partitioned with PL/Proxy (scale/harbor_proxy.sql), in one
+# throwaway cluster: four partition databases running harbor_orm unchanged,
+# each keeping only its items, and a proxy database.
+#  - a reservation through the proxy lands on the partition that owns the item;
+#  - order calls (confirm, release, extend) reach every partition;
+#  - concurrent reservations through the proxy never oversell (pgbench), and
+#    stock + active + confirmed is conserved per partition and in total;
+#  - a cross-partition reserve_many is all or nothing: a refusal on one
+#    partition leaves nothing held on the others;
+#  - check_stock is empty on every partition.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. test/lib/cluster.sh
+
+in_cluster -o max_connections=200 -- bash -s <<'INNER'
+set -uo pipefail
+fail=0
+check() {  # check NAME EXPECTED ACTUAL
+  if [ "$2" = "$3" ]; then echo "ok - $1"; else echo "not ok - $1: expected [$2], got [$3]"; fail=1; fi
+}
+q() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
+NPART=4
+ITEMS=64
+UNITS=10
+
+# ---- partitions: harbor_orm as it is, each with only the items it owns
+for p in $(seq 0 $((NPART - 1))); do
+  createdb "part$p"
+  q -d "part$p" >/dev/null <<SQL
+CREATE EXTENSION harbor_orm;
+CREATE TABLE variants (id bigint PRIMARY KEY, sku text, stock_qty integer NOT NULL CHECK (stock_qty >= 0));
+SELECT harbor.register_model('variants');
+SELECT harbor.enable_stock('variants', 'stock_qty');
+INSERT INTO variants SELECT g, 'SKU-' || g, $UNITS FROM generate_series(1, $ITEMS) g
+ WHERE hashint8(g) & ($NPART - 1) = $p;
+SQL
+done
+
+# ---- proxy
+createdb proxy
+q -d proxy -f scale/harbor_proxy.sql >/dev/null || { echo "not ok - harbor_proxy.sql failed"; exit 1; }
+conns=""
+for p in $(seq 0 $((NPART - 1))); do
+  conns="$conns${conns:+,}'host=${PGHOST:-localhost} port=${PGPORT:-5432} dbname=part$p password=${PGPASSWORD:-}'"
+done
+check "four partitions configured" "4" "$(q -d proxy -c "SELECT harbor_proxy.set_partitions(ARRAY[$conns])")"
+out=$(q -d proxy -c "SELECT harbor_proxy.set_partitions(ARRAY['dbname=a','dbname=b','dbname=c'])" 2>&1)
+case "$out" in *"power of two"*) echo "ok - a count that is not a power of two is refused" ;;
+  *) echo "not ok - three partitions accepted: $out"; fail=1 ;; esac
+
+# ---- item calls land on the owner
+for item in 1 2 3 4 5 6 7 8; do
+  owner=$(q -d proxy -c "SELECT harbor_proxy.partition_of($item)")
+  q -d proxy -c "SELECT id FROM harbor_proxy.reserve_stock($item, 2, 'route-$item')" >/dev/null || fail=1
+  where=$(for p in $(seq 0 $((NPART - 1))); do
+            [ "$(q -d part$p -c "SELECT count(*) FROM harbor.stock_reservations WHERE order_id = 'route-$item'")" = 1 ] && echo -n "$p"
+          done)
+  check "item $item reserved on its partition $owner" "$owner" "$where"
+done
+check "stock_status through the proxy" "10|2|0|8" \
+  "$(q -d proxy -c "SELECT on_hand, reserved, confirmed, available FROM harbor_proxy.stock_status(3)")"
+out=$(q -d proxy -c "SELECT harbor_proxy.reserve_stock(1, 100, 'too-much')" 2>&1)
+case "$out" in *"insufficient stock"*) echo "ok - insufficient stock reported through the proxy" ;;
+  *) echo "not ok - expected insufficient stock: $out"; fail=1 ;; esac
+check "the partition's SQLSTATE reaches the caller" "HB001" \
+  "$(q -d proxy -c "DO \$\$ BEGIN PERFORM harbor_proxy.reserve_stock(1, 100, 'too-much');
+     EXCEPTION WHEN OTHERS THEN RAISE NOTICE '%', SQLSTATE; END \$\$" 2>&1 | sed -n 's/.*NOTICE:  //p')"
+
+# ---- order calls across partitions
+q -d proxy -c "SELECT count(*) FROM harbor_proxy.reserve_many('multi-1', '[{\"item_id\": 10, \"qty\": 1}, {\"item_id\": 11, \"qty\": 1}, {\"item_id\": 12, \"qty\": 1}, {\"item_id\": 13, \"qty\": 1}]')" >/dev/null || fail=1
+check "extend reaches every partition" "4" "$(q -d proxy -c "SELECT harbor_proxy.extend_reservation('multi-1', '20 minutes')")"
+check "confirm reaches every partition" "4" "$(q -d proxy -c "SELECT harbor_proxy.confirm_reservation('multi-1')")"
+check "confirm again returns 0" "0" "$(q -d proxy -c "SELECT harbor_proxy.confirm_reservation('multi-1')")"
+out=$(q -d proxy -c "SELECT harbor_proxy.confirm_reservation('no-such-order')" 2>&1)
+case "$out" in *"holds no stock to confirm"*) echo "ok - confirming an unknown order is refused" ;;
+  *) echo "not ok - unknown order confirmed: $out"; fail=1 ;; esac
+check "release of one item goes to its partition" "1" "$(q -d proxy -c "SELECT harbor_proxy.release_reservation('route-5', 5)")"
+check "release of an order reaches every partition" "7" "$(
+  q -d proxy -c "SELECT sum(harbor_proxy.release_reservation('route-' || i)) FROM generate_series(1, 8) i")"
+
+# ---- cross-partition reserve_many: all or nothing
+# two items on different partitions, the second one short
+a=$(q -d proxy -c "SELECT min(g) FROM generate_series(1, $ITEMS) g WHERE harbor_proxy.partition_of(g) = 0")
+b=$(q -d proxy -c "SELECT min(g) FROM generate_series(1, $ITEMS) g WHERE harbor_proxy.partition_of(g) = 2")
+out=$(q -d proxy -c "SELECT * FROM harbor_proxy.reserve_many('tcc-1', '[{\"item_id\": $a, \"qty\": 3}, {\"item_id\": $b, \"qty\": 999}]')" 2>&1)
+case "$out" in *"insufficient stock"*"partition 2"*) echo "ok - a refusal on partition 2 is reported" ;;
+  *) echo "not ok - expected a refusal on partition 2: $out"; fail=1 ;; esac
+check "nothing of the refused order is held on partition 0" "0" \
+  "$(q -d part0 -c "SELECT count(*) FROM harbor.stock_reservations WHERE order_id = 'tcc-1' AND status = 'active'")"
+check "partition 0 has its stock back" "$UNITS" "$(q -d part0 -c "SELECT stock_qty FROM variants WHERE id = $a")"
+check "the order can be retried and succeeds" "2" \
+  "$(q -d proxy -c "SELECT count(*) FROM harbor_proxy.reserve_many('tcc-1', '[{\"item_id\": $a, \"qty\": 3}, {\"item_id\": $b, \"qty\": 1}]')")"
+check "a retry is idempotent" "2|4" \
+  "$(q -d proxy -c "SELECT count(*), sum(qty) FROM harbor_proxy.reserve_many('tcc-1', '[{\"item_id\": $a, \"qty\": 3}, {\"item_id\": $b, \"qty\": 1}]')")"
+q -d proxy -c "SELECT harbor_proxy.release_reservation('tcc-1')" >/dev/null
+
+# ---- concurrency through the proxy: never oversold, stock conserved
+q -d proxy >/dev/null <<'SQL'
+-- refusals are expected under load; pgbench would stop a client on an error
+CREATE FUNCTION public.scale_try(kind int, item bigint, item2 bigint, ord int) RETURNS int
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF kind <= 5 THEN
+    PERFORM harbor_proxy.reserve_stock(item, 1, 'o' || ord, '1 minute');
+  ELSIF kind <= 7 THEN
+    PERFORM harbor_proxy.reserve_many('m' || ord,
+              jsonb_build_array(jsonb_build_object('item_id', item, 'qty', 1),
+                                jsonb_build_object('item_id', item2, 'qty', 1)), '1 minute');
+  ELSIF kind <= 8 THEN
+    PERFORM harbor_proxy.release_reservation('o' || ord);
+  ELSIF kind <= 9 THEN
+    PERFORM harbor_proxy.release_reservation('m' || ord);
+  ELSE
+    PERFORM harbor_proxy.confirm_reservation('m' || ord);
+  END IF;
+  RETURN 1;
+EXCEPTION WHEN SQLSTATE 'HB001' OR SQLSTATE 'HB003' THEN
+  RETURN 0;
+END $$;
+SQL
+cat > /tmp/scale_bench.$$.sql <<SQL
+\set item random(1, $ITEMS)
+\set item2 random(1, $ITEMS)
+\set order random(1, 400)
+\set action random(1, 10)
+SELECT public.scale_try(:action, :item, :item2, :order);
+SQL
+pgbench -n -c 16 -j 2 -T 5 -f /tmp/scale_bench.$$.sql proxy > /tmp/scale_bench.$$.out 2>&1
+grep -E "number of transactions actually processed" /tmp/scale_bench.$$.out
+check "no client aborted under load" "0" "$(grep -c 'aborted\|ERROR' /tmp/scale_bench.$$.out)"
+grep -E "aborted|ERROR" /tmp/scale_bench.$$.out | head -5
+rm -f /tmp/scale_bench.$$.sql /tmp/scale_bench.$$.out
+total=0
+for p in $(seq 0 $((NPART - 1))); do
+  check "partition $p: no negative stock" "0" "$(q -d part$p -c "SELECT count(*) FROM variants WHERE stock_qty < 0")"
+  check "partition $p: stock + active + confirmed conserved per item" "" "$(q -d part$p -c "
+    SELECT v.id FROM variants v LEFT JOIN harbor.stock_reservations r
+        ON r.item_id = v.id AND r.status IN ('active', 'confirmed')
+     GROUP BY v.id, v.stock_qty HAVING v.stock_qty + coalesce(sum(r.qty), 0) <> $UNITS")"
+  check "partition $p: only its own items hold stock" "0" \
+    "$(q -d part$p -c "SELECT count(*) FROM harbor.stock_reservations WHERE hashint8(item_id) & ($NPART - 1) <> $p")"
+  total=$((total + $(q -d part$p -c "SELECT sum(stock_qty) FROM variants") \
+                  + $(q -d part$p -c "SELECT coalesce(sum(qty), 0) FROM harbor.stock_reservations WHERE status IN ('active', 'confirmed')")))
+done
+check "total stock conserved over all partitions" "$((ITEMS * UNITS))" "$total"
+check "check_stock empty on every partition" "" "$(q -d proxy -c "SELECT * FROM harbor_proxy.check_stock()")"
+check "check_placement empty" "" "$(q -d proxy -c "SELECT * FROM harbor_proxy.check_placement()")"
+check "sweep_expired through the proxy" "0" "$(q -d proxy -c "SELECT harbor_proxy.sweep_expired()")"
+exit $fail
+INNER
