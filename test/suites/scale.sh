@@ -81,19 +81,67 @@ check "release of an order reaches every partition" "7" "$(
 
 # ---- cross-partition reserve_many: all or nothing
 # two items on different partitions, the second one short
-a=$(q -d proxy -c "SELECT min(g) FROM generate_series(1, $ITEMS) g WHERE harbor_proxy.partition_of(g) = 0")
-b=$(q -d proxy -c "SELECT min(g) FROM generate_series(1, $ITEMS) g WHERE harbor_proxy.partition_of(g) = 2")
+a=$(q -d proxy -c "SELECT min(g) FROM generate_series(20, $ITEMS) g WHERE harbor_proxy.partition_of(g) = 1")
+b=$(q -d proxy -c "SELECT min(g) FROM generate_series(20, $ITEMS) g WHERE harbor_proxy.partition_of(g) = 2")
 out=$(q -d proxy -c "SELECT * FROM harbor_proxy.reserve_many('tcc-1', '[{\"item_id\": $a, \"qty\": 3}, {\"item_id\": $b, \"qty\": 999}]')" 2>&1)
 case "$out" in *"insufficient stock"*"partition 2"*) echo "ok - a refusal on partition 2 is reported" ;;
   *) echo "not ok - expected a refusal on partition 2: $out"; fail=1 ;; esac
-check "nothing of the refused order is held on partition 0" "0" \
-  "$(q -d part0 -c "SELECT count(*) FROM harbor.stock_reservations WHERE order_id = 'tcc-1' AND status = 'active'")"
-check "partition 0 has its stock back" "$UNITS" "$(q -d part0 -c "SELECT stock_qty FROM variants WHERE id = $a")"
+check "nothing of the refused order is held on partition 1" "0" \
+  "$(q -d part1 -c "SELECT count(*) FROM harbor.stock_reservations WHERE order_id = 'tcc-1' AND status = 'active'")"
+check "partition 1 has its stock back" "$UNITS" "$(q -d part1 -c "SELECT stock_qty FROM variants WHERE id = $a")"
 check "the order can be retried and succeeds" "2" \
   "$(q -d proxy -c "SELECT count(*) FROM harbor_proxy.reserve_many('tcc-1', '[{\"item_id\": $a, \"qty\": 3}, {\"item_id\": $b, \"qty\": 1}]')")"
 check "a retry is idempotent" "2|4" \
   "$(q -d proxy -c "SELECT count(*), sum(qty) FROM harbor_proxy.reserve_many('tcc-1', '[{\"item_id\": $a, \"qty\": 3}, {\"item_id\": $b, \"qty\": 1}]')")"
 q -d proxy -c "SELECT harbor_proxy.release_reservation('tcc-1')" >/dev/null
+
+# ---- a partition that cannot be reached mid reserve_many
+c=$(q -d proxy -c "SELECT max(g) FROM generate_series(1, $ITEMS) g WHERE harbor_proxy.partition_of(g) = 3")
+q -d postgres -c "ALTER DATABASE part3 ALLOW_CONNECTIONS false" \
+  -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'part3'" >/dev/null
+out=$(q -d proxy -c "SELECT * FROM harbor_proxy.reserve_many('down-1', '[{\"item_id\": $a, \"qty\": 2}, {\"item_id\": $c, \"qty\": 1}]')" 2>&1)
+case "$out" in *"partition 3"*) echo "ok - an unreachable partition fails the call" ;;
+  *) echo "not ok - expected a failure on partition 3: $out"; fail=1 ;; esac
+check "the part taken on partition 1 was released" "0|$UNITS" \
+  "$(q -d part1 -c "SELECT count(*) FILTER (WHERE status = 'active'), (SELECT stock_qty FROM variants WHERE id = $a)
+                      FROM harbor.stock_reservations WHERE order_id = 'down-1'")"
+q -d postgres -c "ALTER DATABASE part3 ALLOW_CONNECTIONS true" >/dev/null
+check "the order succeeds once the partition is back" "2" \
+  "$(q -d proxy -c "SELECT count(*) FROM harbor_proxy.reserve_many('down-1', '[{\"item_id\": $a, \"qty\": 2}, {\"item_id\": $c, \"qty\": 1}]')")"
+q -d proxy -c "SELECT harbor_proxy.release_reservation('down-1')" >/dev/null
+
+# ---- the proxy backend killed mid reserve_many: the part taken expires after its TTL
+poll() {  # poll DB SQL EXPECTED: until the query returns EXPECTED, 30 s at most
+  local deadline=$(( $(date +%s) + 30 ))
+  while [ "$(q -d "$1" -c "$2")" != "$3" ]; do
+    [ "$(date +%s)" -ge "$deadline" ] && return 1
+    q -d postgres -c "SELECT pg_sleep(0.1)" >/dev/null
+  done
+}
+psql -X -q -d part2 -c "BEGIN; SELECT 1 FROM variants WHERE id = $b FOR UPDATE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
+holder=$!
+poll part2 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" 1 \
+  || { echo "not ok - lock holder did not start"; fail=1; }
+psql -X -q -d proxy -c "SELECT * FROM harbor_proxy.reserve_many('kill-1', '[{\"item_id\": $a, \"qty\": 2}, {\"item_id\": $b, \"qty\": 1}]', '3 seconds')" >/dev/null 2>&1 &
+caller=$!
+poll part1 "SELECT count(*) FROM harbor.stock_reservations WHERE order_id = 'kill-1' AND status = 'active'" 1 \
+  && poll part2 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'" 1 \
+  || { echo "not ok - reserve_many did not reach partition 2"; fail=1; }
+check "proxy backend killed mid-call" "1" \
+  "$(q -d proxy -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%kill-1%' AND pid <> pg_backend_pid()")"
+wait $caller
+q -d part2 -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
+wait $holder
+check "the part on partition 1 outlived the call, expiring with its TTL" "t" \
+  "$(q -d part1 -c "SELECT expires_at <= created_at + interval '3 seconds' FROM harbor.stock_reservations WHERE order_id = 'kill-1'")"
+if poll proxy "SELECT harbor_proxy.sweep_expired() >= 0 AND NOT EXISTS (SELECT 1 FROM harbor_proxy._order_state_all('kill-1') s WHERE s.active > 0)" t; then
+  echo "ok - after the TTL a sweep released what the killed call held"
+else echo "not ok - holds of the killed call still active"; fail=1; fi
+check "stock of the killed call's items is back" "$UNITS|$UNITS" \
+  "$(q -d part1 -c "SELECT stock_qty FROM variants WHERE id = $a")|$(q -d part2 -c "SELECT stock_qty FROM variants WHERE id = $b")"
+check "the killed order can be retried" "2" \
+  "$(q -d proxy -c "SELECT count(*) FROM harbor_proxy.reserve_many('kill-1', '[{\"item_id\": $a, \"qty\": 2}, {\"item_id\": $b, \"qty\": 1}]')")"
+q -d proxy -c "SELECT harbor_proxy.release_reservation('kill-1')" >/dev/null
 
 # ---- concurrency through the proxy: never oversold, stock conserved
 q -d proxy >/dev/null <<'SQL'
