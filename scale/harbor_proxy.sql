@@ -65,6 +65,7 @@ BEGIN
     FOR i IN 1 .. n LOOP
         opt := opt || format('%sp%s %L', CASE WHEN i > 1 THEN ', ' END, i - 1, connstrs[i]);
     END LOOP;
+    SET LOCAL client_min_messages = warning;
     DROP SERVER IF EXISTS harbor_partitions CASCADE;
     EXECUTE format('CREATE SERVER harbor_partitions FOREIGN DATA WRAPPER plproxy OPTIONS (%s)', opt);
     CREATE USER MAPPING FOR PUBLIC SERVER harbor_partitions;
