@@ -382,3 +382,65 @@ AS $$
 $$;
 COMMENT ON FUNCTION harbor_proxy.check_placement() IS
     'holds (active or confirmed) on a partition that does not own their item';
+
+-- ---------------------------------------------------------------------
+-- Catalog reads on replicas
+--
+-- The cluster harbor_catalog lists streaming standbys (or the primary) of
+-- the catalog database; each read goes to any one of them.  The loader only
+-- reads, so a standby returns what the primary would, as of its replay.
+-- Any number of replicas: the server uses modular_mapping.
+-- ---------------------------------------------------------------------
+CREATE FUNCTION harbor_proxy.set_catalog_replicas(connstrs text[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n   integer := coalesce(cardinality(connstrs), 0);
+    opt text := 'modular_mapping ''1''';
+BEGIN
+    IF n = 0 THEN
+        RAISE EXCEPTION 'at least one catalog replica is needed' USING ERRCODE = '22023';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        opt := opt || format(', p%s %L', i - 1, connstrs[i]);
+    END LOOP;
+    SET LOCAL client_min_messages = warning;
+    DROP SERVER IF EXISTS harbor_catalog CASCADE;
+    EXECUTE format('CREATE SERVER harbor_catalog FOREIGN DATA WRAPPER plproxy OPTIONS (%s)', opt);
+    CREATE USER MAPPING FOR PUBLIC SERVER harbor_catalog;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION harbor_proxy.set_catalog_replicas(text[]) IS
+    'define the catalog replicas that load, get and find read from (any count)';
+
+-- harbor's ids are polymorphic; through the proxy they are bigint.
+CREATE FUNCTION harbor_proxy.load(model text, ids bigint[], include text[] DEFAULT '{}')
+    RETURNS jsonb
+    LANGUAGE plproxy
+AS $$
+    CLUSTER 'harbor_catalog';
+    RUN ON ANY;
+    SELECT harbor.load(model, ids, include);
+$$;
+
+CREATE FUNCTION harbor_proxy.get(model text, id bigint, include text[] DEFAULT '{}')
+    RETURNS jsonb
+    LANGUAGE plproxy
+AS $$
+    CLUSTER 'harbor_catalog';
+    RUN ON ANY;
+    SELECT harbor.get(model, id, include);
+$$;
+
+CREATE FUNCTION harbor_proxy.find(model text, filter jsonb DEFAULT '{}', include text[] DEFAULT '{}',
+                                  order_by text[] DEFAULT NULL, lim integer DEFAULT NULL,
+                                  offs integer DEFAULT 0)
+    RETURNS jsonb
+    LANGUAGE plproxy
+AS $$
+    CLUSTER 'harbor_catalog';
+    RUN ON ANY;
+    SELECT harbor.find(model, filter, include, order_by, lim, offs);
+$$;

@@ -195,5 +195,54 @@ check "total stock conserved over all partitions" "$((ITEMS * UNITS))" "$total"
 check "check_stock empty on every partition" "" "$(q -d proxy -c "SELECT * FROM harbor_proxy.check_stock()")"
 check "check_placement empty" "" "$(q -d proxy -c "SELECT * FROM harbor_proxy.check_placement()")"
 check "sweep_expired through the proxy" "0" "$(q -d proxy -c "SELECT harbor_proxy.sweep_expired()")"
+
+# ---- catalog reads on a streaming standby, RUN ON ANY
+createdb catalog
+q -d catalog >/dev/null <<'SQL'
+CREATE EXTENSION harbor_orm;
+CREATE TABLE brands (id bigint PRIMARY KEY, name text NOT NULL);
+CREATE TABLE products (id bigint PRIMARY KEY, brand_id bigint REFERENCES brands, title text NOT NULL);
+CREATE TABLE variants (id bigint PRIMARY KEY, product_id bigint NOT NULL REFERENCES products, sku text, stock_qty integer NOT NULL);
+INSERT INTO brands VALUES (1, 'Harbor'), (2, 'Anchor');
+INSERT INTO products SELECT g, 1 + g % 2, 'Product ' || g FROM generate_series(1, 20) g;
+INSERT INTO variants SELECT g, 1 + g % 20, 'SKU-' || g, g % 7 FROM generate_series(1, 100) g;
+SELECT harbor.reflect();
+SQL
+sb=$(mktemp -d /tmp/scale_standby.XXXXXX); chown postgres "$sb"; chmod 700 "$sb"
+sbport=$(( ${PGPORT:-5432} + 17 ))
+as_pg() { runuser -u postgres -- env PGPASSWORD="${PGPASSWORD:-}" "$@"; }
+if as_pg pg_basebackup -h "${PGHOST:-localhost}" -p "${PGPORT:-5432}" -U "${PGUSER:-postgres}" -D "$sb/data" -R -X stream >/dev/null 2>&1; then
+  printf "shared_preload_libraries = 'harbor_orm'\nmax_connections = 200\nport = %s\nlisten_addresses = ''\nunix_socket_directories = '%s'\n" "$sbport" "$sb" > "$sb/data/postgresql.conf"
+  printf "local all all trust\n" > "$sb/data/pg_hba.conf"
+  chown postgres "$sb/data/postgresql.conf" "$sb/data/pg_hba.conf"
+  as_pg /usr/lib/postgresql/15/bin/pg_ctl -D "$sb/data" -l "$sb/log" -w start >/dev/null || { cat "$sb/log"; fail=1; }
+  check "the standby is in recovery" "t" "$(psql -X -qAt -h "$sb" -p "$sbport" -U "${PGUSER:-postgres}" -d catalog -c 'SELECT pg_is_in_recovery()')"
+  q -d proxy -c "SELECT harbor_proxy.set_catalog_replicas(ARRAY['host=$sb port=$sbport dbname=catalog'])" >/dev/null || fail=1
+  calls=("load('variants', '{3,1,2}'::bigint[], '{product.brand}')" "get('products', 7::bigint, '{brand}')"
+         "find('variants', '{\"stock_qty\": {\"lt\": 3}}', '{product}', order_by => '{stock_qty, id desc}', lim => 10)")
+  for call in "${calls[@]}"; do
+    direct=$(q -d catalog -c "SELECT harbor.$call")
+    viaproxy=$(q -d proxy -c "SELECT harbor_proxy.$call")
+    if [ -n "$direct" ] && [ "$direct" = "$viaproxy" ]; then echo "ok - the standby returns the same JSON as the primary: ${call%%(*}"
+    else echo "not ok - ${call%%(*} on the standby differs: [$direct] [$viaproxy]"; fail=1; fi
+  done
+  # replay paused: the primary changes, reads through the proxy still see the standby's state
+  sbq() { psql -X -qAt -h "$sb" -p "$sbport" -U "${PGUSER:-postgres}" -d catalog -c "$1"; }
+  sbq "SELECT pg_wal_replay_pause()" >/dev/null
+  q -d catalog -c "UPDATE products SET title = 'Renamed' WHERE id = 7" >/dev/null
+  check "reads are served by the standby (replay paused: old title)" "Product 7" \
+    "$(q -d proxy -c "SELECT harbor_proxy.get('products', 7::bigint)->>'title'")"
+  sbq "SELECT pg_wal_replay_resume()" >/dev/null
+  deadline=$(( $(date +%s) + 30 ))
+  until [ "$(q -d proxy -c "SELECT harbor_proxy.get('products', 7::bigint)->>'title'")" = Renamed ]; do
+    [ "$(date +%s)" -ge "$deadline" ] && { echo "not ok - the standby never caught up"; fail=1; break; }
+    q -d postgres -c "SELECT pg_sleep(0.1)" >/dev/null
+  done
+  [ "$(date +%s)" -lt "$deadline" ] && echo "ok - after replay resumes the standby returns the new title"
+  as_pg /usr/lib/postgresql/15/bin/pg_ctl -D "$sb/data" -m fast -w stop >/dev/null
+else
+  echo "not ok - pg_basebackup failed"; fail=1
+fi
+rm -rf "$sb"
 exit $fail
 INNER
