@@ -191,7 +191,8 @@ AS $$
              ORDER BY r.model, r.item_id, r.id DESC) s;
 $$;
 
--- Confirms on every partition that has holds of the order, 0 elsewhere.
+-- Confirms on every partition where the order holds or held stock, 0 where it
+-- holds nothing (no holds, or only released ones), which harbor would refuse.
 CREATE FUNCTION harbor_proxy._confirm_all(order_id text)
     RETURNS SETOF integer
     LANGUAGE plproxy
@@ -199,7 +200,8 @@ AS $$
     CLUSTER 'harbor_partitions';
     RUN ON ALL;
     SELECT CASE WHEN EXISTS (SELECT 1 FROM harbor.stock_reservations r
-                              WHERE r.order_id = order_id)
+                              WHERE r.order_id = order_id
+                                AND r.status IN ('active', 'confirmed', 'expired'))
                 THEN harbor.confirm_reservation(order_id) ELSE 0 END;
 $$;
 
