@@ -45,7 +45,7 @@ sqlstate() {
   local out
   out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$1" -c '\set VERBOSITY verbose' -c "$2" 2>&1 >/dev/null)
   if [ -z "$out" ] || ! grep -q 'ERROR:' <<<"$out"; then echo ok; return; fi
-  sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$out" | head -1
+  sed -n '/^ERROR:  [0-9A-Z]\{5\}:/{s/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p;q}' <<<"$out"
 }
 
 # wait_for DESCRIPTION SECONDS DB SQL EXPECTED: polls until SQL gives EXPECTED.
@@ -406,10 +406,10 @@ dynamic() {
   check "the failed start leaves no status behind" "$(q d3 "SELECT count(*) FROM harbor.sweeper_status() WHERE database = 'd3'")" 0
 
   check "a role that may execute stop_sweeper still needs the worker's privileges" \
-    "$(q d2 "GRANT EXECUTE ON FUNCTION harbor.stop_sweeper() TO clerk" "SET ROLE clerk" "SELECT harbor.stop_sweeper()" | head -1)" \
+    "$(q d2 "GRANT EXECUTE ON FUNCTION harbor.stop_sweeper() TO clerk" "SET ROLE clerk" "SELECT harbor.stop_sweeper()" | sed -n 1p)" \
     "ERROR:  permission denied to stop the sweeper of database \"d2\""
   check "a role that cannot log in cannot start one" \
-    "$(q d3 "CREATE ROLE nologin_admin SUPERUSER NOLOGIN" "SET ROLE nologin_admin" "SELECT harbor.start_sweeper()" | head -1)" \
+    "$(q d3 "CREATE ROLE nologin_admin SUPERUSER NOLOGIN" "SET ROLE nologin_admin" "SELECT harbor.start_sweeper()" | sed -n 1p)" \
     "ERROR:  role \"nologin_admin\" cannot start the sweeper"
 
   # DROP DATABASE while a dynamic worker serves it: it steps aside.
