@@ -51,12 +51,12 @@ def setup():
         c.execute("INSERT INTO tags SELECT g, 'tag ' || g FROM generate_series(1, 24) g")
         c.execute("""INSERT INTO products (id, sku, name, price_cents, price, attrs, brand_id)
                      SELECT g, 'SKU-' || g, 'product ' || g, 500 + g, (500 + g) / 100.0,
-                            jsonb_build_object('n', g), 1 + g % 8
+                            jsonb_build_object('n', g), 1 + g %% 8
                        FROM generate_series(1, %s) g""", (NPRODUCTS,))
         c.execute("""INSERT INTO variants (id, product_id, size, stock_qty)
                      SELECT p * 4 + s, p, (ARRAY['S','M','L','XL'])[s + 1], 1000000000
                        FROM generate_series(1, %s) p, generate_series(0, 3) s""", (NPRODUCTS,))
-        c.execute("""INSERT INTO product_tags SELECT p, 1 + (p * 7 + k * 5) % 24
+        c.execute("""INSERT INTO product_tags SELECT p, 1 + (p * 7 + k * 5) %% 24
                        FROM generate_series(1, %s) p, generate_series(0, 2) k
                      ON CONFLICT DO NOTHING""", (NPRODUCTS,))
         c.commit()

@@ -16,10 +16,13 @@ import uuid
 
 from sqlalchemy import types as sqltypes
 from sqlalchemy import MetaData, Table, inspect
-from sqlalchemy.orm import Mapper, RelationshipProperty
 from sqlalchemy.orm.attributes import InstrumentedAttribute, instance_state, set_committed_value
-from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY, MANYTOMANY
-from sqlalchemy.orm.session import make_transient_to_detached
+from sqlalchemy.orm import make_transient_to_detached
+
+try:
+    from sqlalchemy.orm.interfaces import MANYTOONE, ONETOMANY
+except ImportError:  # pragma: no cover - layouts of later versions
+    from sqlalchemy.orm.base import MANYTOONE, ONETOMANY
 
 from . import _conn
 
@@ -188,8 +191,8 @@ class _ModelInfo:
             if getattr(col, "table", None) is not mapper.local_table:
                 continue
             self.columns.append((col.name, prop.key, _converter(col.type, dialect)))
-        self.pk = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
         self.pk_cols = [c.name for c in mapper.primary_key]
+        self.pk_conv = [(c.name, _converter(c.type, dialect)) for c in mapper.primary_key]
         self.rels = {r.key: r for r in mapper.relationships}
 
 
@@ -234,64 +237,86 @@ def _paths(tree, prefix=""):
 
 
 class _Builder:
+    """Turns the JSON tree into instances in the Session's identity map.
+
+    New instances are attached the way SQLAlchemy's own loading does it (the
+    identity key set, the state added to the identity map, values written
+    into the instance dict as committed values), so no flush and no history
+    is involved; ``Session.add`` is used as a fallback on versions whose
+    internals differ."""
+
     def __init__(self, session):
         self.session = session
         self.dialect = session.get_bind().dialect
-        self.new = []          # new instances, to be attached at the end
         self.seen = {}         # identity key -> instance, within this call
+        self.imap = session.identity_map
+        self.fast = hasattr(self.imap, "_add_unpresent") and hasattr(session, "hash_key")
+        self.slow_new = []
+        evt = session.dispatch.loaded_as_persistent
+        self.loaded_evt = evt if evt else None
 
     def build(self, mapper, obj, tree):
         inf = _info(mapper, self.dialect)
-        pk = tuple(obj.get(c) for c in inf.pk_cols)
-        pk_values = []
-        for (jkey, akey, conv) in inf.columns:
-            if jkey in inf.pk_cols:
-                v = obj.get(jkey)
-                pk_values.append((inf.pk_cols.index(jkey), v if conv is None or v is None else conv(v)))
-        pk = tuple(v for _, v in sorted(pk_values))
-        key = mapper.identity_key_from_primary_key(pk)
+        pkv = []
+        for c, conv in inf.pk_conv:
+            v = obj.get(c)
+            pkv.append(v if conv is None or v is None else conv(v))
+        key = mapper.identity_key_from_primary_key(pkv)
         inst = self.seen.get(key)
         fresh = False
         if inst is None:
-            inst = self.session.identity_map.get(key)
+            inst = self.imap.get(key)
             if inst is None:
                 inst = mapper.class_manager.new_instance()
                 fresh = True
-                self.new.append(inst)
+                state = instance_state(inst)
+                dict_ = state.dict
+                for (jkey, akey, conv) in inf.columns:
+                    if jkey in obj:
+                        v = obj[jkey]
+                        dict_[akey] = v if conv is None or v is None else conv(v)
+                if self.fast:
+                    state.key = key
+                    state.identity_token = None
+                    state.session_id = self.session.hash_key
+                    self.imap._add_unpresent(state, key)
+                    if self.loaded_evt is not None:
+                        self.loaded_evt(self.session, state)
+                else:
+                    self.slow_new.append(inst)
+            else:
+                # already in the Session: fill only what is not loaded (expired
+                # or deferred), never overwrite pending changes
+                unloaded = instance_state(inst).unloaded
+                for (jkey, akey, conv) in inf.columns:
+                    if akey in unloaded and jkey in obj:
+                        v = obj[jkey]
+                        set_committed_value(inst, akey, v if conv is None or v is None else conv(v))
             self.seen[key] = inst
-            state = instance_state(inst)
-            unloaded = None if fresh else state.unloaded
-            for (jkey, akey, conv) in inf.columns:
-                if jkey not in obj or (unloaded is not None and akey not in unloaded):
-                    continue
-                v = obj[jkey]
-                if v is not None and conv is not None:
-                    v = conv(v)
-                set_committed_value(inst, akey, v)
         state = instance_state(inst)
-        unloaded = state.unloaded if not fresh else None
         for name, sub in tree.items():
             rel = inf.rels.get(name)
             if rel is None or name not in obj:
                 continue
+            loaded = name in state.dict
             val = obj[name]
             target = rel.mapper
             if rel.uselist:
-                built = [self.build(target, o, sub) for o in (val or [])]
-                coll = rel.collection_class
-                if coll is not None and coll is not list:
-                    built = coll(built) if coll in (set,) else built
+                built = [self.build(target, o, sub) for o in (val or ())]
             else:
                 built = None if val is None else self.build(target, val, sub)
-            if fresh or (unloaded is not None and name in unloaded):
+            if loaded:
+                continue
+            if rel.uselist or not fresh:
                 set_committed_value(inst, name, built)
+            else:
+                state.dict[name] = built
         return inst
 
     def attach(self):
-        for inst in self.new:
+        for inst in self.slow_new:
             make_transient_to_detached(inst)
-        # relationships set before make_transient_to_detached stay loaded
-        for inst in self.new:
+        for inst in self.slow_new:
             self.session.add(inst)
 
 
