@@ -11,6 +11,7 @@ the one returned.
 """
 import datetime as _dt
 import decimal
+import functools
 import json
 import uuid
 
@@ -194,6 +195,45 @@ class _ModelInfo:
         self.pk_cols = [c.name for c in mapper.primary_key]
         self.pk_conv = [(c.name, _converter(c.type, dialect)) for c in mapper.primary_key]
         self.rels = {r.key: r for r in mapper.relationships}
+        # harbor orders collections by the target's primary key; a relationship
+        # with its own order_by (plain columns, asc/desc) is re-sorted here
+        self.sorts = {}
+        for r in mapper.relationships:
+            if r.uselist and r.order_by:
+                keys = _sort_keys(r)
+                if keys:
+                    self.sorts[r.key] = keys
+
+
+def _sort_keys(rel):
+    out = []
+    for el in rel.order_by:
+        desc = False
+        mod = getattr(el, "modifier", None)
+        if mod is not None:
+            desc = getattr(mod, "__name__", "").startswith("desc")
+            el = el.element
+        try:
+            key = rel.mapper.get_property_by_column(el).key
+        except Exception:
+            return None         # an expression: keep harbor's primary-key order
+        out.append((key, desc))
+    return out
+
+
+def _sorter(keys):
+    def cmp(a, b):
+        for key, desc in keys:
+            x, y = getattr(a, key), getattr(b, key)
+            if x == y:
+                continue
+            if x is None or y is None:           # NULLS LAST ascending, FIRST descending
+                r = 1 if x is None else -1
+            else:
+                r = -1 if x < y else 1
+            return -r if desc else r
+        return 0
+    return functools.cmp_to_key(cmp)
 
 
 _INFO = {}
@@ -303,6 +343,9 @@ class _Builder:
             target = rel.mapper
             if rel.uselist:
                 built = [self.build(target, o, sub) for o in (val or ())]
+                sort = inf.sorts.get(name)
+                if sort is not None and len(built) > 1:
+                    built.sort(key=_sorter(sort))
             else:
                 built = None if val is None else self.build(target, val, sub)
             if loaded:

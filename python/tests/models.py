@@ -28,6 +28,8 @@ class Brand(Base):
     id = Column(Integer, primary_key=True)
     name = Column(String(100), nullable=False)
     products = relationship("Product", back_populates="brand", order_by="Product.id")
+    # a relationship ordered otherwise than by primary key
+    products_by_sku_desc = relationship("Product", order_by="Product.sku.desc()", viewonly=True)
 
 
 class Category(Base):

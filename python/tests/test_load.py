@@ -167,6 +167,19 @@ def test_self_referential_and_many_to_many(sa_session):
     assert [r.id for r in p1.related] == [2, 12]
 
 
+def test_relationship_order_by_is_kept(Sess):
+    with Sess() as s:
+        b = hsa.get(s, Brand, 2, include=["products"])
+        ids = [p.id for p in b.products]
+        assert ids == sorted(ids) and len(ids) > 5
+    with Sess() as s:
+        b = hsa.get(s, Brand, 2, include=["products_by_sku_desc"])
+        skus = [p.sku for p in b.products_by_sku_desc]
+        want = s.scalars(select(Product.sku).where(Product.brand_id == 2)
+                         .order_by(Product.sku.desc())).all()
+        assert skus == want and len(skus) > 5
+
+
 def test_find(sa_session, count_sql):
     with count_sql() as n:
         got = hsa.find(sa_session, Variant, {"stock_qty": {"lt": 50}}, include=["product.brand"],
