@@ -20,6 +20,7 @@ COMMENT ON COLUMN harbor.stock_reservations.created_by IS
 
 CREATE FUNCTION harbor._stamp_hold() RETURNS trigger
     LANGUAGE c
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'harbor_stamp_hold';
 REVOKE ALL ON FUNCTION harbor._stamp_hold() FROM PUBLIC;
 CREATE TRIGGER stamp_hold BEFORE INSERT OR UPDATE
@@ -30,6 +31,7 @@ CREATE TRIGGER stamp_hold BEFORE INSERT OR UPDATE
 CREATE FUNCTION harbor._hold_creditable(created_by regrole, rel oid, stock_attnum smallint)
     RETURNS boolean
     LANGUAGE c STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'harbor_hold_creditable_sql';
 COMMENT ON FUNCTION harbor._hold_creditable(regrole, oid, smallint) IS
     'whether created_by may have the sweeps give a hold''s stock back to the stock column of rel';

@@ -126,7 +126,7 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		"    SELECT x.id FROM harbor.stock_reservations x\n"
 		"     WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'\n"
 		"       AND x.expires_at <= pg_catalog.now() AND x.id <> $3\n"
-		"       AND harbor._hold_creditable(x.created_by, {relid}, {stock_attnum})\n"
+		"       AND harbor._hold_creditable(x.created_by, {relid}::pg_catalog.oid, {stock_attnum}::pg_catalog.int2)\n"
 		"       FOR UPDATE SKIP LOCKED\n"
 		"), done AS (\n"
 		"    UPDATE harbor.stock_reservations AS r\n"
@@ -196,7 +196,7 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		"                                     ' so the sweeps leave it active', x.id, x.created_by)\n"
 		"  FROM harbor.stock_reservations x\n"
 		" WHERE x.model = $1 AND x.status = 'active' AND x.expires_at <= pg_catalog.now()\n"
-		"   AND NOT harbor._hold_creditable(x.created_by, {relid}, {stock_attnum})\n"
+		"   AND NOT harbor._hold_creditable(x.created_by, {relid}::pg_catalog.oid, {stock_attnum}::pg_catalog.int2)\n"
 		" ORDER BY x.item_id, x.id",
 		1, {TEXTOID}
 	},

@@ -87,6 +87,19 @@ PG_FUNCTION_INFO_V1(harbor_hold_creditable_sql);
  * Who may be credited
  * ---------------------------------------------------------------------
  */
+
+/* UPDATE on the table, or on its stock column */
+static bool
+may_update_stock(Oid relid, AttrNumber stock_attnum, Oid role, bool *missing)
+{
+	if (pg_class_aclcheck_ext(relid, role, ACL_UPDATE, missing) == ACLCHECK_OK)
+		return true;
+	if (*missing)
+		return false;
+	return pg_attribute_aclcheck_ext(relid, stock_attnum, role, ACL_UPDATE,
+									 missing) == ACLCHECK_OK;
+}
+
 bool
 harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
 {
@@ -96,9 +109,7 @@ harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
 		return true;			/* written before holds recorded their writer */
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
 		return false;
-	if (stock_attnum <= 0 ||
-		pg_attribute_aclcheck_ext(relid, stock_attnum, role, ACL_UPDATE,
-								  &missing) != ACLCHECK_OK || missing)
+	if (stock_attnum <= 0 || !may_update_stock(relid, stock_attnum, role, &missing) || missing)
 		return false;
 	/* which rows the policies let it update is not known here: not these */
 	if (check_enable_rls(relid, role, true) == RLS_ENABLED)
@@ -341,6 +352,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, TimestampTz from,
 	int64	   *restore_ids;
 	int64	   *restore_qty;
 	int			nrestore = 0;
+	bool		missing = false;
 
 	/* check_stock() reports a stock column that is gone or not an integer */
 	if (t->stock_attnum == InvalidAttrNumber ||
@@ -348,7 +360,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, TimestampTz from,
 		return 0;
 
 	/* The caller could move this stock itself, or it sweeps nothing here. */
-	if (pg_attribute_aclcheck(m->relid, t->stock_attnum, GetUserId(), ACL_UPDATE) != ACLCHECK_OK)
+	if (!may_update_stock(m->relid, t->stock_attnum, GetUserId(), &missing))
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(m->relid));
 	if (check_enable_rls(m->relid, InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR,
