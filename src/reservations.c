@@ -91,7 +91,7 @@ typedef struct PlanDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[5];
+	Oid			argtypes[6];
 } PlanDef;
 
 static const PlanDef model_plan_defs[MP_NPLANS] =
@@ -267,14 +267,15 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		 * waiting and checks them again.  Holds whose creator could not
 		 * have moved the stock are never taken (see harbor_hold_creditable).
 		 */
-		"SELECT x.ctid, x.expires_at FROM harbor.stock_reservations x\n"
+		"SELECT x.ctid, x.expires_at, x.id FROM harbor.stock_reservations x\n"
 		" WHERE x.status OPERATOR(pg_catalog.=) 'active'\n"
 		"   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()\n"
 		"   AND x.model OPERATOR(pg_catalog.=) $2\n"
 		"   AND x.expires_at OPERATOR(pg_catalog.>=) $3\n"
+		"   AND (x.expires_at OPERATOR(pg_catalog.>) $3 OR x.id OPERATOR(pg_catalog.>) $6)\n"
 		"   AND harbor._hold_creditable(x.created_by, $4, $5)\n"
-		" ORDER BY x.expires_at LIMIT $1",
-		5, {INT4OID, TEXTOID, TIMESTAMPTZOID, OIDOID, INT2OID}
+		" ORDER BY x.expires_at, x.id LIMIT $1",
+		6, {INT4OID, TEXTOID, TIMESTAMPTZOID, OIDOID, INT2OID, INT8OID}
 	},
 	[GP_SWEEP_CLOSE] = {
 		/* holds the sweep has locked, by their locked version's ctid */

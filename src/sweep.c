@@ -320,12 +320,23 @@ find_item(SweepItem *items, int nitems, int64 id)
 }
 
 /*
- * One model's share of a batch: at most limit holds.  Only holds expiring
- * at or after from are taken; *latest is raised to the latest expiry seen.
+ * Where a model's sweep has got to within one transaction: holds are taken
+ * in (expires_at, id) order, each batch after the last one the previous
+ * batch saw.
+ */
+typedef struct SweepKey
+{
+	TimestampTz expires;
+	int64		id;
+} SweepKey;
+
+/*
+ * One model's share of a batch: at most limit holds after *key, which is
+ * moved to the last hold seen.  Returns how many holds it released; adds
+ * how many it looked at to *seen.
  */
 static int64
-sweep_model(StockCache *c, StockModel *m, int limit, TimestampTz from,
-			TimestampTz *latest)
+sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 {
 	StockTable *t = harbor_stock_table(m);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -338,7 +349,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, TimestampTz from,
 				a_writer;
 	RowLocker	locker = {0};
 	OwnerSwitch owner;
-	Datum		values[5];
+	Datum		values[6];
 	uint64		n;
 	ItemPointerData *tids;
 	SweepHold  *holds;
@@ -376,22 +387,26 @@ sweep_model(StockCache *c, StockModel *m, int limit, TimestampTz from,
 	/* 1. The holds, as the caller. */
 	values[0] = Int32GetDatum(limit);
 	values[1] = CStringGetTextDatum(m->name);
-	values[2] = TimestampTzGetDatum(from);
+	values[2] = TimestampTzGetDatum(key->expires);
 	values[3] = ObjectIdGetDatum(m->relid);
 	values[4] = Int16GetDatum(t->stock_attnum);
+	values[5] = Int64GetDatum(key->id);
 	n = harbor_stock_run(harbor_stock_global_plan(c, GP_SWEEP_HOLDS), values, NULL, false);
 	if (n == 0)
 		return 0;
+	*seen += n;
 	tids = palloc(sizeof(ItemPointerData) * n);
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
-		TimestampTz expires;
 
 		tids[i] = *(ItemPointer) DatumGetPointer(harbor_stock_result(i, 1, &isnull));
-		expires = DatumGetTimestampTz(harbor_stock_result(i, 2, &isnull));
-		if (expires > *latest)
-			*latest = expires;
+	}
+	{
+		bool		isnull;
+
+		key->expires = DatumGetTimestampTz(harbor_stock_result(n - 1, 2, &isnull));
+		key->id = DatumGetInt64(harbor_stock_result(n - 1, 3, &isnull));
 	}
 
 	holds_rel = table_open(c->holds_relid, NoLock);	/* locked by the caller */
@@ -584,30 +599,44 @@ sweep_model(StockCache *c, StockModel *m, int limit, TimestampTz from,
 }
 
 /*
- * One sweep batch over every stock model.  Only holds that expire at or
- * after *from are taken; on return *from is the latest expiry the batch
- * took (unchanged when it took none).  sweep_expired() passes it on, so
- * that within its one transaction each batch starts its index scan past
- * the holds the earlier batches closed: their index entries cannot be
- * marked dead before the transaction ends, and rereading them made every
- * batch slower than the last.
+ * One sweep batch over every stock model, at most batch_size holds.  With
+ * keys (one per model, from new_keys()), each model goes on after the last
+ * hold the previous batch looked at: within the one transaction of
+ * sweep_expired() the index entries of the holds earlier batches closed
+ * cannot be marked dead before it ends, and rereading them made every
+ * batch slower than the last.  Without keys every batch starts from the
+ * oldest hold.  *seen counts the holds looked at.
  */
 static int64
-sweep_batch(StockCache *c, int batch_size, TimestampTz *from)
+sweep_batch(StockCache *c, int batch_size, SweepKey *keys, int64 *seen)
 {
 	int64		released = 0;
-	TimestampTz latest = *from;
 
+	*seen = 0;
 	if (!ConditionalLockRelationOid(c->holds_relid, RowExclusiveLock))
 		return 0;
 	for (int i = 0; i < c->nmodels && released < batch_size; i++)
 	{
+		SweepKey	start = {DT_NOBEGIN, 0};
+
 		CHECK_FOR_INTERRUPTS();
 		released += sweep_model(c, &c->models[i], (int) (batch_size - released),
-								*from, &latest);
+								keys != NULL ? &keys[i] : &start, seen);
 	}
-	*from = latest;
 	return released;
+}
+
+static SweepKey *
+new_keys(StockCache *c)
+{
+	SweepKey   *keys = palloc(sizeof(SweepKey) * Max(c->nmodels, 1));
+
+	for (int i = 0; i < c->nmodels; i++)
+	{
+		keys[i].expires = DT_NOBEGIN;
+		keys[i].id = 0;
+	}
+	return keys;
 }
 
 /* Closed holds past the retention, oldest first, skipping busy ones. */
@@ -666,10 +695,10 @@ int64
 harbor_sweep_expired_batch(int batch_size)
 {
 	int64		n;
-	TimestampTz from = DT_NOBEGIN;
+	int64		seen;
 
 	SPI_connect();
-	n = sweep_batch(harbor_stock_cache(), batch_size, &from);
+	n = sweep_batch(harbor_stock_cache(), batch_size, NULL, &seen);
 	SPI_finish();
 	return n;
 }
@@ -704,32 +733,32 @@ harbor_sweep_expired(PG_FUNCTION_ARGS)
 	StockCache *c;
 	int64		total = 0;
 	int64		n;
-	TimestampTz from = DT_NOBEGIN;
+	int64		seen;
 
 	SPI_connect();
 	c = harbor_stock_cache();
 
 	/*
-	 * Batches until one releases nothing.  A short batch is no sign of the
-	 * end: a batch skips the holds whose item a checkout has locked, so
-	 * under load most batches are short.  This ends, because now() is fixed
-	 * in the transaction: only holds that had expired when it began are
-	 * taken, and each batch that releases something closes them for good.
-	 * Each batch starts at the latest expiry the previous one took; holds
-	 * left behind below it (their item was locked) get one more pass from
-	 * the start.  The items of earlier batches stay locked until the
-	 * caller commits; the later batches never wait, so that cannot
-	 * deadlock (see the file header).
+	 * Batches until one finds no hold to look at.  Each model's holds are
+	 * taken in (expires_at, id) order, each batch after the last hold the
+	 * one before looked at, so this ends: now() is fixed in the
+	 * transaction, so only holds that had expired when it began are
+	 * candidates.  Holds skipped on the way (their item or the hold was
+	 * busy) get one more pass from the start.  The items of earlier
+	 * batches stay locked until the caller commits; the later batches
+	 * never wait, so that cannot deadlock (see the file header).
 	 */
 	for (int pass = 0; pass < 2; pass++)
 	{
+		SweepKey   *keys = new_keys(c);
+
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
-			n = sweep_batch(c, batch_size, &from);
+			n = sweep_batch(c, batch_size, keys, &seen);
 			total += n;
-		} while (n > 0);
-		from = DT_NOBEGIN;
+		} while (seen > 0);
+		pfree(keys);
 	}
 	do
 	{
