@@ -14,20 +14,26 @@
  *
  * Locking.  An item row is only ever locked the way a guarded UPDATE locks
  * it (FOR NO KEY UPDATE strength), which does not block inserts of rows
- * that reference the item by foreign key.  Every function takes locks in
- * one order: an order's hold on an item (a new row, or the existing one
- * locked FOR UPDATE) before the item, items in ascending id order,
- * hold and item for one item before the next.  Reserve inserts its new hold before it touches the item, so
- * that the item lock, the one every checkout of that item queues on, is
- * held only for the decrement and the commit.  The sweeps never wait:
- * they take holds and items with SKIP LOCKED and leave what others hold
- * to the next round.
+ * that reference the item by foreign key.  Every path takes row locks in
+ * one order: holds, then items in ascending id order, then whatever the
+ * table's triggers and external writers lock (see sweep.c for the whole
+ * argument).  reserve and release take an order's hold on an item (a new
+ * row, or the existing one locked FOR UPDATE) and then the item, one item
+ * after the other; confirm and extend take holds only.  Reserve inserts
+ * its new hold before it touches the item, so that the item lock, the one
+ * every checkout of that item queues on, is held only for the decrement
+ * and the commit.  The reclaim inside reserve (expiring other orders'
+ * expired holds of the item it has locked) takes holds after the item,
+ * so it skips busy ones; the sweeps (sweep.c) never wait at all.
  *
- * Every statement is prepared once per backend and kept (SPI_keepplan);
- * the plans of a model are rebuilt when the registry or harbor.stock_model
- * changes.  Identifiers are quoted when the statement text is built and
- * every value is a parameter.  Everything runs with the caller's
- * privileges, so table privileges and row-level security apply.
+ * Every statement is prepared once per backend and kept (SPI_keepplan) on
+ * the shared cache (cache.h, stock.h): the statements of one item table
+ * are rebuilt from its current name after any ALTER, RENAME or SET SCHEMA
+ * of it.  Identifiers are quoted when the statement text is built and
+ * every value is a parameter.  Everything here runs with the caller's
+ * privileges, so table privileges and row-level security apply.  Every
+ * hold version records the role that wrote it (harbor_stamp_hold), which
+ * decides whether the sweeps may give its stock back.
  *
  * Copyright (c) 2026, harbor_orm developers
  *
