@@ -127,24 +127,6 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1 FOR NO KEY UPDATE OF t",
 		1, {INT8OID}
 	},
-	[MP_RECLAIM] = {
-		"WITH c AS MATERIALIZED (\n"
-		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'\n"
-		"       AND x.expires_at <= pg_catalog.now() AND x.id <> $3\n"
-		"       AND harbor._hold_creditable(x.created_by, {relid}::pg_catalog.oid, {stock_attnum}::pg_catalog.int2)\n"
-		"       FOR UPDATE SKIP LOCKED\n"
-		"), done AS (\n"
-		"    UPDATE harbor.stock_reservations AS r\n"
-		"       SET status = 'expired', closed_at = pg_catalog.now()\n"
-		"      FROM c WHERE r.id = c.id\n"
-		"    RETURNING r.qty\n"
-		")\n"
-		"UPDATE {rel} AS t SET {stock} = t.{stock} + s.q\n"
-		"  FROM (SELECT pg_catalog.sum(done.qty) AS q FROM done) AS s\n"
-		" WHERE t.{pk} = $2 AND s.q IS NOT NULL",
-		3, {TEXTOID, INT8OID, INT8OID}
-	},
 	[MP_TAKE] = {
 		"UPDATE {rel} AS t SET {stock} = t.{stock} - $2 WHERE t.{pk} = $1 AND t.{stock} >= $2",
 		2, {INT8OID, INT4OID}
@@ -266,6 +248,16 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		"                   AND x.status = 'active' FOR UPDATE)\n"
 		"RETURNING r.qty",
 		3, {TEXTOID, TEXTOID, INT8OID}
+	},
+	[GP_RECLAIM_HOLDS] = {
+		/* candidates only: sweep.c locks them without waiting */
+		"SELECT x.ctid FROM harbor.stock_reservations x\n"
+		" WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.item_id OPERATOR(pg_catalog.=) $2\n"
+		"   AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()\n"
+		"   AND x.id OPERATOR(pg_catalog.<>) $3\n"
+		"   AND harbor._hold_creditable(x.created_by, $4, $5)",
+		5, {TEXTOID, INT8OID, INT8OID, OIDOID, INT2OID}
 	},
 	[GP_SWEEP_HOLDS] = {
 		/*
@@ -706,6 +698,7 @@ reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
 	int64		own_id = 0;
 	int32		own_qty = 0;
 	int64		need;
+	int64		reclaimed;
 
 	for (;;)
 	{
@@ -746,10 +739,18 @@ reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
 	if (run_plan(model_plan(t, MP_LOCK), values, NULL, false) == 0)
 		unknown_item(m, t, item);
 
-	values[0] = model_name;
-	values[1] = Int64GetDatum(item);
-	values[2] = Int64GetDatum(own_id);
-	run_plan(model_plan(t, MP_RECLAIM), values, NULL, false);
+	reclaimed = harbor_reclaim_expired(c, m, t, item, own_id);
+	if (reclaimed > 0)
+	{
+		if (reclaimed > PG_INT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("expired holds of item %lld of model \"%s\" hold more than %d units",
+							(long long) item, m->name, PG_INT32_MAX)));
+		values[0] = Int64GetDatum(item);
+		values[1] = Int32GetDatum((int32) reclaimed);
+		run_plan(model_plan(t, MP_GIVE), values, NULL, false);
+	}
 
 	/* a new hold has taken nothing yet; an existing one holds own_qty */
 	need = (int64) qty - own_qty;

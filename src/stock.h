@@ -32,7 +32,6 @@ typedef enum ModelPlan
 {
 	MP_FAST,					/* insert the hold, then take the stock */
 	MP_LOCK,					/* lock an item, read its stock */
-	MP_RECLAIM,					/* expire an item's expired holds but ours */
 	MP_TAKE,					/* guarded decrement */
 	MP_GIVE,					/* increment */
 	MP_SWEEP_ITEMS,				/* sweep: where the items of a batch are */
@@ -54,6 +53,7 @@ typedef enum GlobalPlan
 	GP_EXTEND,
 	GP_ORDER_ITEMS,
 	GP_RELEASE,
+	GP_RECLAIM_HOLDS,			/* reserve: candidate expired holds of an item */
 	GP_SWEEP_HOLDS,				/* sweep: candidate holds of a model */
 	GP_SWEEP_CLOSE,				/* sweep: mark the locked holds expired */
 	GP_PURGE_HOLDS,				/* purge: candidate closed holds */
@@ -115,5 +115,14 @@ extern int32 harbor_stock_batch_arg(FunctionCallInfo fcinfo, int argno);
  * security does not restrict it there.  See docs/reservations.md.
  */
 extern bool harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum);
+
+/*
+ * reserve's reclaim (sweep.c): with the item locked by the caller, close
+ * its expired active holds other than own_id that may be credited and
+ * that nobody else holds, never waiting.  Returns their total qty, which
+ * the caller gives back to the item.
+ */
+extern int64 harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t,
+									int64 item, int64 own_id);
 
 #endif							/* HARBOR_STOCK_H */

@@ -639,6 +639,86 @@ new_keys(StockCache *c)
 	return keys;
 }
 
+int64
+harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t, int64 item,
+					   int64 own_id)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		values[5];
+	uint64		n;
+	ItemPointerData *tids;
+	int			nclose = 0;
+	RowLocker	locker = {0};
+	Relation	holds_rel;
+	AttrNumber	a_model,
+				a_item,
+				a_status,
+				a_expires,
+				a_writer;
+	int64		total = 0;
+
+	if (t->stock_attnum == InvalidAttrNumber)
+		return 0;
+	values[0] = CStringGetTextDatum(m->name);
+	values[1] = Int64GetDatum(item);
+	values[2] = Int64GetDatum(own_id);
+	values[3] = ObjectIdGetDatum(m->relid);
+	values[4] = Int16GetDatum(t->stock_attnum);
+	n = harbor_stock_run(harbor_stock_global_plan(c, GP_RECLAIM_HOLDS), values, NULL, false);
+	if (n == 0)
+		return 0;
+	tids = palloc(sizeof(ItemPointerData) * n);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		tids[i] = *(ItemPointer) DatumGetPointer(harbor_stock_result(i, 1, &isnull));
+	}
+	holds_rel = table_open(c->holds_relid, NoLock);	/* the caller inserted */
+	a_model = column_of(holds_rel, "model");
+	a_item = column_of(holds_rel, "item_id");
+	a_status = column_of(holds_rel, "status");
+	a_expires = column_of(holds_rel, "expires_at");
+	a_writer = column_of(holds_rel, "created_by");
+	table_close(holds_rel, NoLock);
+
+	CommandCounterIncrement();
+	for (uint64 i = 0; i < n; i++)
+	{
+		TupleTableSlot *slot;
+		bool		isnull;
+		Datum		writer;
+		bool		writer_null;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
+			continue;
+		slot = locker.slot;
+		if (strcmp(TextDatumGetCString(slot_getattr(slot, a_status, &isnull)), "active") != 0 ||
+			strcmp(TextDatumGetCString(slot_getattr(slot, a_model, &isnull)), m->name) != 0 ||
+			DatumGetInt64(slot_getattr(slot, a_item, &isnull)) != item ||
+			DatumGetTimestampTz(slot_getattr(slot, a_expires, &isnull)) > now)
+			continue;
+		writer = slot_getattr(slot, a_writer, &writer_null);
+		if (!harbor_hold_creditable(writer_null ? InvalidOid : DatumGetObjectId(writer),
+									m->relid, t->stock_attnum))
+			continue;
+		tids[nclose++] = slot->tts_tid;
+	}
+	locker_close(&locker);
+	if (nclose == 0)
+		return 0;
+	values[0] = tid_array(tids, nclose);
+	n = harbor_stock_run(harbor_stock_global_plan(c, GP_SWEEP_CLOSE), values, NULL, false);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		total += DatumGetInt32(harbor_stock_result(i, 2, &isnull));
+	}
+	return total;
+}
+
 /* Closed holds past the retention, oldest first, skipping busy ones. */
 static int64
 purge_batch(StockCache *c, int batch_size)
