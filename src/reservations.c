@@ -112,27 +112,31 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		 */
 		"WITH ins AS (\n"
 		"    INSERT INTO harbor.stock_reservations AS r (model, item_id, order_id, qty, expires_at)\n"
-		"    VALUES ($3, $1, $4, $2, pg_catalog.now() + $5)\n"
-		"    ON CONFLICT (model, item_id, order_id) WHERE status = 'active' DO NOTHING\n"
+		"    VALUES ($3, $1, $4, $2, pg_catalog.now() OPERATOR(pg_catalog.+) $5)\n"
+		"    ON CONFLICT (model, item_id, order_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING\n"
 		"    RETURNING r\n"
 		"), upd AS (\n"
-		"    UPDATE {rel} AS t SET {stock} = t.{stock} - $2\n"
-		"     WHERE t.{pk} = $1 AND t.{stock} >= $2 AND EXISTS (SELECT FROM ins)\n"
+		"    UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.-) $2\n"
+		"     WHERE t.{pk} OPERATOR(pg_catalog.=) $1 AND t.{stock} OPERATOR(pg_catalog.>=) $2\n"
+		"       AND EXISTS (SELECT FROM ins)\n"
 		"    RETURNING 1\n"
 		")\n"
 		"SELECT (SELECT pg_catalog.count(*) FROM upd), (SELECT ins.r FROM ins)",
 		5, {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID}
 	},
 	[MP_LOCK] = {
-		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1 FOR NO KEY UPDATE OF t",
+		"SELECT t.{stock}::pg_catalog.int8 FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) $1\n"
+		"   FOR NO KEY UPDATE OF t",
 		1, {INT8OID}
 	},
 	[MP_TAKE] = {
-		"UPDATE {rel} AS t SET {stock} = t.{stock} - $2 WHERE t.{pk} = $1 AND t.{stock} >= $2",
+		"UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.-) $2\n"
+		" WHERE t.{pk} OPERATOR(pg_catalog.=) $1 AND t.{stock} OPERATOR(pg_catalog.>=) $2",
 		2, {INT8OID, INT4OID}
 	},
 	[MP_GIVE] = {
-		"UPDATE {rel} AS t SET {stock} = t.{stock} + $2 WHERE t.{pk} = $1",
+		"UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.+) $2\n"
+		" WHERE t.{pk} OPERATOR(pg_catalog.=) $1",
 		2, {INT8OID, INT4OID}
 	},
 	[MP_SWEEP_ITEMS] = {
@@ -162,20 +166,21 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		2, {INT8ARRAYOID, INT8ARRAYOID}
 	},
 	[MP_STOCK] = {
-		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1",
+		"SELECT t.{stock}::pg_catalog.int8 FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) $1",
 		1, {INT8OID}
 	},
 	[MP_BAD_STOCK] = {
-		"SELECT t.{pk}::bigint,\n"
+		"SELECT t.{pk}::pg_catalog.int8,\n"
 		"       CASE WHEN t.{stock} IS NULL THEN 'stock is null'\n"
-		"            ELSE 'negative stock ' || t.{stock} END\n"
-		"  FROM {rel} AS t WHERE t.{stock} < 0 OR t.{stock} IS NULL ORDER BY 1",
+		"            ELSE 'negative stock ' OPERATOR(pg_catalog.||) t.{stock} END\n"
+		"  FROM {rel} AS t WHERE t.{stock} OPERATOR(pg_catalog.<) 0 OR t.{stock} IS NULL ORDER BY 1",
 		0, {0}
 	},
 	[MP_ORPHANS] = {
 		"SELECT x.item_id, pg_catalog.count(*) FROM harbor.stock_reservations x\n"
-		" WHERE x.model = $1 AND x.status IN ('active', 'confirmed')\n"
-		"   AND NOT EXISTS (SELECT FROM {rel} AS t WHERE t.{pk} = x.item_id)\n"
+		" WHERE x.model OPERATOR(pg_catalog.=) $1\n"
+		"   AND x.status OPERATOR(pg_catalog.=) ANY ('{active,confirmed}'::pg_catalog.text[])\n"
+		"   AND NOT EXISTS (SELECT FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) x.item_id)\n"
 		" GROUP BY x.item_id ORDER BY 1",
 		1, {TEXTOID}
 	},
@@ -183,7 +188,8 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		"SELECT x.item_id, pg_catalog.format('reservation %s: expired, but its writer %s cannot update the stock,'\n"
 		"                                     ' so the sweeps leave it active', x.id, x.created_by)\n"
 		"  FROM harbor.stock_reservations x\n"
-		" WHERE x.model = $1 AND x.status = 'active' AND x.expires_at <= pg_catalog.now()\n"
+		" WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()\n"
 		"   AND NOT harbor._hold_creditable(x.created_by, {relid}::pg_catalog.oid, {stock_attnum}::pg_catalog.int2)\n"
 		" ORDER BY x.item_id, x.id",
 		1, {TEXTOID}
@@ -194,26 +200,28 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 {
 	[GP_OWN] = {
 		"SELECT r.id, r.qty FROM harbor.stock_reservations r\n"
-		" WHERE r.model = $1 AND r.item_id = $2 AND r.order_id = $3 AND r.status = 'active'\n"
+		" WHERE r.model OPERATOR(pg_catalog.=) $1 AND r.item_id OPERATOR(pg_catalog.=) $2\n"
+		"   AND r.order_id OPERATOR(pg_catalog.=) $3 AND r.status OPERATOR(pg_catalog.=) 'active'\n"
 		"   FOR UPDATE OF r",
 		3, {TEXTOID, INT8OID, TEXTOID}
 	},
 	[GP_RENEW] = {
 		"UPDATE harbor.stock_reservations AS r\n"
-		"   SET qty = $2, expires_at = pg_catalog.now() + $3\n"
-		" WHERE r.id = $1 RETURNING r",
+		"   SET qty = $2, expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3\n"
+		" WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING r",
 		3, {INT8OID, INT4OID, INTERVALOID}
 	},
 	[GP_CONFIRM] = {
 		/* rows locked in (model, item) order, as release and reserve do */
 		"WITH c AS MATERIALIZED (\n"
 		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.order_id = $1 AND x.status = 'active' AND x.expires_at > pg_catalog.now()\n"
+		"     WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"       AND x.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()\n"
 		"     ORDER BY x.model, x.item_id FOR UPDATE\n"
 		")\n"
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET status = 'confirmed', closed_at = pg_catalog.now()\n"
-		"  FROM c WHERE r.id = c.id",
+		"  FROM c WHERE r.id OPERATOR(pg_catalog.=) c.id",
 		1, {TEXTOID}
 	},
 	[GP_ORDER_STATE] = {
@@ -227,25 +235,28 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 	[GP_EXTEND] = {
 		"WITH c AS MATERIALIZED (\n"
 		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.order_id = $1 AND x.status = 'active' AND x.expires_at > pg_catalog.now()\n"
+		"     WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"       AND x.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()\n"
 		"     ORDER BY x.model, x.item_id FOR UPDATE\n"
 		")\n"
-		"UPDATE harbor.stock_reservations AS r SET expires_at = pg_catalog.now() + $2\n"
-		"  FROM c WHERE r.id = c.id",
+		"UPDATE harbor.stock_reservations AS r SET expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $2\n"
+		"  FROM c WHERE r.id OPERATOR(pg_catalog.=) c.id",
 		2, {TEXTOID, INTERVALOID}
 	},
 	[GP_ORDER_ITEMS] = {
 		"SELECT DISTINCT r.model, r.item_id FROM harbor.stock_reservations r\n"
-		" WHERE r.order_id = $1 AND r.status = 'active' AND ($2::bigint IS NULL OR r.item_id = $2)\n"
+		" WHERE r.order_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) 'active'\n"
+		"   AND ($2::pg_catalog.int8 IS NULL OR r.item_id OPERATOR(pg_catalog.=) $2)\n"
 		" ORDER BY 1, 2",
 		2, {TEXTOID, INT8OID}
 	},
 	[GP_RELEASE] = {
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET status = 'released', closed_at = pg_catalog.now()\n"
-		" WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x\n"
-		"                 WHERE x.order_id = $1 AND x.model = $2 AND x.item_id = $3\n"
-		"                   AND x.status = 'active' FOR UPDATE)\n"
+		" WHERE r.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.id FROM harbor.stock_reservations x\n"
+		"                 WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.model OPERATOR(pg_catalog.=) $2\n"
+		"                   AND x.item_id OPERATOR(pg_catalog.=) $3\n"
+		"                   AND x.status OPERATOR(pg_catalog.=) 'active' FOR UPDATE))\n"
 		"RETURNING r.qty",
 		3, {TEXTOID, TEXTOID, INT8OID}
 	},
