@@ -26,6 +26,13 @@ REVOKE ALL ON FUNCTION harbor._stamp_hold() FROM PUBLIC;
 CREATE TRIGGER stamp_hold BEFORE INSERT OR UPDATE
     ON harbor.stock_reservations FOR EACH ROW EXECUTE FUNCTION harbor._stamp_hold();
 
+-- The sweeps take expired holds in (expires_at, id) order, each batch after
+-- the last hold the previous one looked at: the index serves that order
+-- and the row comparison directly, however many holds share one expiry.
+DROP INDEX harbor.stock_reservations_expires_idx;
+CREATE INDEX stock_reservations_expires_idx
+    ON harbor.stock_reservations (expires_at, id) WHERE status = 'active';
+
 -- Whether the sweeps may give back the stock of a hold written by
 -- created_by to the stock column (attribute number) of rel.
 CREATE FUNCTION harbor._hold_creditable(created_by regrole, rel oid, stock_attnum smallint)

@@ -280,8 +280,7 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		" WHERE x.status OPERATOR(pg_catalog.=) 'active'\n"
 		"   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()\n"
 		"   AND x.model OPERATOR(pg_catalog.=) $2\n"
-		"   AND x.expires_at OPERATOR(pg_catalog.>=) $3\n"
-		"   AND (x.expires_at OPERATOR(pg_catalog.>) $3 OR x.id OPERATOR(pg_catalog.>) $6)\n"
+		"   AND ROW(x.expires_at, x.id) OPERATOR(pg_catalog.>) ROW($3, $6)\n"
 		"   AND harbor._hold_creditable(x.created_by, $4, $5)\n"
 		" ORDER BY x.expires_at, x.id LIMIT $1",
 		6, {INT4OID, TEXTOID, TIMESTAMPTZOID, OIDOID, INT2OID, INT8OID}
