@@ -332,6 +332,29 @@ SET client_min_messages = warning;
 SELECT what, who, became_superuser FROM esc.seen ORDER BY what, who;
 SELECT rolsuper FROM pg_roles WHERE rolname = 'esc_owner';
 SELECT id, stock_qty FROM esc.goods ORDER BY id;
+-- a dedicated sweeping role: the owner's code still runs as the owner,
+-- not with the sweeper's rights
+CREATE ROLE esc_sweeper;
+GRANT SELECT, UPDATE ON harbor.stock_reservations TO esc_sweeper;
+GRANT USAGE ON SCHEMA esc TO esc_sweeper;
+GRANT UPDATE ON esc.goods TO esc_sweeper;
+SET ROLE esc_clerk;
+SELECT qty FROM harbor.reserve_stock(1, 1, 'esc-5', '1 hour', 'goods');
+RESET ROLE;
+UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 second'
+ WHERE order_id = 'esc-5';
+TRUNCATE esc.seen;
+SET ROLE esc_sweeper;
+SELECT harbor.sweep_expired();
+RESET ROLE;
+SELECT what, who, became_superuser FROM esc.seen ORDER BY what, who;
+-- a role that could not move the stock itself sweeps nothing
+REVOKE UPDATE ON esc.goods FROM esc_sweeper;
+SET ROLE esc_sweeper;
+SELECT harbor.sweep_expired();
+RESET ROLE;
+DROP OWNED BY esc_sweeper;
+DROP ROLE esc_sweeper;
 
 -- ---------------------------------------------------------------- forged holds
 -- A role with the documented INSERT and UPDATE on harbor.stock_reservations
