@@ -69,6 +69,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -610,18 +611,84 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 static int64
 sweep_batch(StockCache *c, int batch_size, SweepKey *keys, int64 *seen)
 {
-	int64		released = 0;
+	volatile int64 released = 0;
+	ErrorData  *volatile failed = NULL;
+	char	   *volatile failed_model = NULL;
 
 	*seen = 0;
-	if (!ConditionalLockRelationOid(c->holds_relid, RowExclusiveLock))
-		return 0;
+
+	/*
+	 * The one lock a batch may wait for, bounded by the caller's
+	 * lock_timeout: it comes first, before the batch holds any row.  In
+	 * sweep_expired() the later batches hold it already.
+	 */
+	LockRelationOid(c->holds_relid, RowExclusiveLock);
+
+	/*
+	 * Each model in a subtransaction: an error raised by one table (its
+	 * owner's trigger or constraint) holds up that table only.  Such an
+	 * error is raised again if the batch released nothing else, and
+	 * otherwise reported as a warning.  Cancels, timeouts and
+	 * resource errors end the batch at once.
+	 */
 	for (int i = 0; i < c->nmodels && released < batch_size; i++)
 	{
 		SweepKey	start = {DT_NOBEGIN, 0};
+		MemoryContext oldcxt = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
 
 		CHECK_FOR_INTERRUPTS();
-		released += sweep_model(c, &c->models[i], (int) (batch_size - released),
-								keys != NULL ? &keys[i] : &start, seen);
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcxt);
+		PG_TRY();
+		{
+			released += sweep_model(c, &c->models[i], (int) (batch_size - released),
+									keys != NULL ? &keys[i] : &start, seen);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			int			class;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+
+			class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+				class == ERRCODE_TRANSACTION_ROLLBACK ||
+				class == ERRCODE_INSUFFICIENT_RESOURCES ||
+				class == ERRCODE_OPERATOR_INTERVENTION ||
+				class == ERRCODE_SYSTEM_ERROR ||
+				class == ERRCODE_INTERNAL_ERROR)
+				ReThrowError(edata);
+			if (failed == NULL)
+			{
+				failed = edata;
+				failed_model = c->models[i].name;
+			}
+			else
+				FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+	if (failed != NULL)
+	{
+		if (released == 0)
+			ReThrowError(failed);
+		ereport(WARNING,
+				(errcode(failed->sqlerrcode),
+				 errmsg("could not release the expired holds of model \"%s\": %s",
+						failed_model, failed->message),
+				 failed->detail ? errdetail_internal("%s", failed->detail) : 0,
+				 errhint("The holds of the other models were released.")));
 	}
 	return released;
 }
@@ -732,8 +799,8 @@ purge_batch(StockCache *c, int batch_size)
 	AttrNumber	a_status;
 	Relation	holds_rel;
 
-	if (!ConditionalLockRelationOid(c->holds_relid, RowExclusiveLock))
-		return 0;
+	/* as in sweep_batch: the one lock a batch may wait for, first */
+	LockRelationOid(c->holds_relid, RowExclusiveLock);
 	cutoff = GetCurrentTransactionStartTimestamp() -
 		(int64) harbor_reservation_retention * USECS_PER_SEC;
 	values[0] = Int32GetDatum(batch_size);
