@@ -15,9 +15,12 @@
  * reserve, reserve_many and release take the hold and then the item for
  * one item before the next, items ascending; confirm and extend take holds
  * only.  The sweeps take a whole batch of holds and then their items, so
- * they must never wait: they only lock with ConditionalLockRelationOid and
- * table_tuple_lock(LockWaitSkip) and skip whatever is busy until the next
- * batch.  SQL's FOR UPDATE SKIP LOCKED is not enough for that: when the
+ * once a batch holds anything they must never wait: the lock on
+ * harbor.stock_reservations is taken first, before any row (an ordinary
+ * wait, bounded by the caller's lock_timeout; sweep_expired()'s later
+ * batches hold it already), and after it they only lock with
+ * ConditionalLockRelationOid and table_tuple_lock(LockWaitSkip), skipping
+ * whatever is busy until the next batch.  SQL's FOR UPDATE SKIP LOCKED is not enough for that: when the
  * version of a row it finds was updated by a transaction that ends just
  * as it looks, heap_lock_tuple follows the update chain and waits for
  * whoever holds the newer version (heap_lock_updated_tuple ignores the
@@ -36,7 +39,10 @@
  * never the sweeper's (which may be the bootstrap superuser).  The holds
  * are read and written as the calling role.  An error inside restores the
  * user and the GUC level through (sub)transaction abort, as in those
- * commands.  The calling role must itself be allowed to update the stock
+ * commands.  Each model's work runs in a subtransaction, so an error that
+ * one table's code raises holds up that table only (it is raised again
+ * when nothing else was released, else reported as a warning).  The
+ * calling role must itself be allowed to update the stock
  * column, and a hold's stock is only given back when the role that last
  * wrote the hold could have moved that stock itself
  * (harbor_hold_creditable), so neither the caller nor a role that writes
