@@ -18,6 +18,9 @@ DATA        = $(wildcard sql/harbor_orm--*.sql)
 
 REGRESS     = $(sort $(basename $(notdir $(filter-out sql/harbor_orm--%,$(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=harbor_regress
+# Concurrency specs (specs/*.spec, expected/*.out), run by installcheck.
+ISOLATION   = stock-sweep stock-purge
+ISOLATION_OPTS = --inputdir=. --outputdir=.
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -std=gnu11 -Wall -Wextra -Werror \
