@@ -54,6 +54,9 @@ def _raw(conn):
     kind = _conn.kind_of(conn)
     if kind != "sqlalchemy":
         return conn, kind
+    orm = __import__("sys").modules.get("sqlalchemy.orm")
+    if orm is not None and isinstance(conn, orm.Session):
+        raise TypeError("listen needs a connection of its own, not a Session")
     fairy = conn.connection
     raw = getattr(fairy, "dbapi_connection", None) or getattr(fairy, "connection")
     return raw, _conn.kind_of(raw)

@@ -85,6 +85,20 @@ def test_listen_drops_cache_keys(database, notifying, driver):
         lc.close()
 
 
+def test_listen_on_a_sqlalchemy_connection(database, notifying, engine, sa_session):
+    got = []
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        t = threading.Thread(target=lambda: got.append(
+            ho.listen(c, got.append, timeout=10, max_events=1)))
+        t.start()
+        wait_listening(database, c.connection.dbapi_connection.get_backend_pid(), "harbor_changes")
+        writer(database, ["UPDATE variants SET stock_qty = stock_qty WHERE id = 31"])
+        t.join(15)
+    assert got[-1] == 1 and (got[0].model, got[0].ids) == ("variants", [31])
+    with pytest.raises(TypeError):
+        ho.listen(sa_session, print, timeout=0)
+
+
 def test_listen_timeout_returns(database, notifying):
     with psycopg.connect(dbname=database, autocommit=True) as lc:
         assert ho.listen(lc, lambda ch: None, timeout=0.2) == 0
