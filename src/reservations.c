@@ -227,8 +227,10 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 	[GP_ORDER_STATE] = {
 		/* the latest hold of the order on each item */
 		"SELECT DISTINCT ON (r.model, r.item_id) r.model, r.item_id, r.status,\n"
-		"       r.status = 'expired' OR (r.status = 'active' AND r.expires_at <= pg_catalog.now())\n"
-		"  FROM harbor.stock_reservations r WHERE r.order_id = $1\n"
+		"       r.status OPERATOR(pg_catalog.=) 'expired'\n"
+		"       OR (r.status OPERATOR(pg_catalog.=) 'active'\n"
+		"           AND r.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now())\n"
+		"  FROM harbor.stock_reservations r WHERE r.order_id OPERATOR(pg_catalog.=) $1\n"
 		" ORDER BY r.model, r.item_id, r.id DESC",
 		1, {TEXTOID}
 	},
@@ -308,25 +310,31 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		1, {TIDARRAYOID}
 	},
 	[GP_HOLDS] = {
-		"SELECT (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::bigint\n"
+		"SELECT (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::pg_catalog.int8\n"
 		"          FROM harbor.stock_reservations x\n"
-		"         WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'),\n"
-		"       (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::bigint\n"
+		"         WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.item_id OPERATOR(pg_catalog.=) $2\n"
+		"           AND x.status OPERATOR(pg_catalog.=) 'active'),\n"
+		"       (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::pg_catalog.int8\n"
 		"          FROM harbor.stock_reservations x\n"
-		"         WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'confirmed')",
+		"         WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.item_id OPERATOR(pg_catalog.=) $2\n"
+		"           AND x.status OPERATOR(pg_catalog.=) 'confirmed')",
 		2, {TEXTOID, INT8OID}
 	},
 	[GP_CHECK_ROWS] = {
 		"SELECT r.model, r.item_id, pg_catalog.format('reservation %s: %s', r.id, p.problem)\n"
 		"  FROM harbor.stock_reservations r,\n"
 		"       LATERAL (SELECT CASE\n"
-		"           WHEN r.status NOT IN ('active', 'confirmed', 'released', 'expired')\n"
+		"           WHEN r.status OPERATOR(pg_catalog.<>)\n"
+		"                ALL ('{active,confirmed,released,expired}'::pg_catalog.text[])\n"
 		"               THEN pg_catalog.format('unknown status %L', r.status)\n"
-		"           WHEN r.qty <= 0 THEN 'quantity is not positive'\n"
-		"           WHEN r.status = 'active' AND r.closed_at IS NOT NULL THEN 'active but closed'\n"
-		"           WHEN r.status <> 'active' AND r.closed_at IS NULL THEN r.status || ' but not closed'\n"
-		"           WHEN r.status IN ('active', 'confirmed')\n"
-		"                AND NOT EXISTS (SELECT FROM harbor.stock_model s WHERE s.model = r.model)\n"
+		"           WHEN r.qty OPERATOR(pg_catalog.<=) 0 THEN 'quantity is not positive'\n"
+		"           WHEN r.status OPERATOR(pg_catalog.=) 'active' AND r.closed_at IS NOT NULL\n"
+		"               THEN 'active but closed'\n"
+		"           WHEN r.status OPERATOR(pg_catalog.<>) 'active' AND r.closed_at IS NULL\n"
+		"               THEN r.status OPERATOR(pg_catalog.||) ' but not closed'\n"
+		"           WHEN r.status OPERATOR(pg_catalog.=) ANY ('{active,confirmed}'::pg_catalog.text[])\n"
+		"                AND NOT EXISTS (SELECT FROM harbor.stock_model s\n"
+		"                                 WHERE s.model OPERATOR(pg_catalog.=) r.model)\n"
 		"               THEN 'hold on a model that does not keep stock'\n"
 		"           END AS problem) p\n"
 		" WHERE p.problem IS NOT NULL\n"
