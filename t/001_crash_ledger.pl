@@ -23,7 +23,7 @@ $node->safe_psql(
 SET client_min_messages = warning;
 CREATE EXTENSION harbor_orm;
 CREATE TABLE items (id int PRIMARY KEY, name text, stock_qty int NOT NULL CHECK (stock_qty >= 0));
-INSERT INTO items SELECT g, 'item ' || g, 400 FROM generate_series(1, 8) g;
+INSERT INTO items SELECT g, 'item ' || g, 5000 FROM generate_series(1, 8) g;
 SELECT harbor.register_model('items');
 SELECT harbor.enable_stock('items');
 CREATE TABLE t_initial AS SELECT id, stock_qty FROM items;
@@ -81,18 +81,24 @@ for my $round (1 .. 2)
 
 	# Load until there are holds in every state and the sweeper has expired
 	# some of this round's holds, then stop with no checkpoint.
+	my $state = '';
 	my $busy = wait_until(
 		90,
 		sub {
-			my $r = $node->safe_psql(
+			$state = $node->safe_psql(
 				'postgres', qq{
-SELECT count(*) - $holds0 >= 1500
+SELECT format('new holds %s, confirmed %s, released %s, newly expired %s',
+              count(*) - $holds0, count(*) FILTER (WHERE status = 'confirmed'),
+              count(*) FILTER (WHERE status = 'released'),
+              count(*) FILTER (WHERE status = 'expired') - $expired0),
+       count(*) - $holds0 >= 1000
        AND bool_or(status = 'confirmed') AND bool_or(status = 'released')
        AND count(*) FILTER (WHERE status = 'expired') > $expired0
   FROM harbor.stock_reservations});
-			return $r eq 't';
+			return $state =~ /\|t$/;
 		});
-	ok($busy, "round $round: load running with holds in every state and sweeps under way");
+	ok($busy, "round $round: load running with holds in every state and sweeps under way")
+	  or diag($state);
 	ok($bench->pumpable, "round $round: pgbench clients still running at the crash")
 	  or diag("pgbench: $out $err");
 	$node->stop('immediate');

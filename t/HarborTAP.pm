@@ -17,8 +17,8 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(harbor_node harbor_session harbor_call wait_until
   postmaster_pid log_since crash_lines ledger_problems);
 
-# A node with harbor_orm preloaded, errors logged with their SQLSTATE and
-# location, and a fast sweeper.  %params go to init(); conf => '...' adds
+# A node with harbor_orm preloaded, every log line with its SQLSTATE (%e),
+# statements logged only when they fail, and a fast sweeper.  %params go to init(); conf => '...' adds
 # settings.
 sub harbor_node
 {
@@ -30,7 +30,8 @@ sub harbor_node
 		'postgresql.conf', qq{
 shared_preload_libraries = 'harbor_orm'
 harbor_orm.sweep_interval = '1s'
-log_error_verbosity = verbose
+log_statement = none
+log_line_prefix = '%m [%p] %e %q%a '
 log_min_error_statement = error
 max_connections = 40
 $conf

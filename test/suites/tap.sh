@@ -19,7 +19,7 @@ for a in "$@"; do tests+=("$a"); done
 work=$(mktemp -d /tmp/harbor_tap.XXXXXX)
 keep=${HARBOR_TAP_KEEP:-}
 trap '[ -n "$keep" ] || rm -rf "$work"' EXIT
-tar -C "$src" -cf - Makefile harbor_orm.control META.json sql src t | tar -C "$work" -xf -
+tar -C "$src" -cf - Makefile harbor_orm.control META.json sql src t demo | tar -C "$work" -xf -
 
 run=(make -s -C "$work" installcheck PG_CONFIG="$bindir/pg_config" REGRESS= ISOLATION=
      PROVE_FLAGS="--timer")
