@@ -52,7 +52,8 @@ sub harbor_session
 
 # Runs one statement in a session.  Returns a hash: ok (no error), out,
 # err (stderr), sqlstate (of the first ERROR, 'XX000' included), lost (the
-# connection died under the statement: a crash).
+# connection died under the statement: a crash), notifications (payloads of
+# the notifications psql printed with the answer).
 sub harbor_call
 {
 	my ($s, $sql) = @_;
@@ -65,6 +66,10 @@ sub harbor_call
 		return \%r;
 	}
 	$r{out} = $out // '';
+	# notifications psql prints for a LISTENing session are not the answer
+	$r{notifications} = [ $r{out} =~ /^Asynchronous notification "[^"]*" with payload "(.*)" received from server process with PID \d+\.$/mg ];
+	$r{out} =~ s/^Asynchronous notification .* received from server process with PID \d+\.\n?//mg;
+	$r{out} =~ s/\n\z//;
 	$r{err} = $s->{stderr};
 	$s->{stderr} = '';
 	$r{lost} = 1
