@@ -103,7 +103,7 @@ echo "hand-written JSON and harbor.load agree on a page: $same"
 tps() {  # tps <script> <clients>
   local name; name=$(basename "$1" .sql)
   "$PGBENCH" -n -M prepared -T "$SECS" -c "$2" -j "$(( $2 < 2 ? 1 : 2 ))" -f "$1" > "$OUT/load_${name}_c$2.txt" 2>&1
-  sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/load_${name}_c$2.txt" | head -1
+  sed -n '/^tps = /{s/^tps = \([0-9.]*\).*/\1/p;q}' "$OUT/load_${name}_c$2.txt"
 }
 
 printf '\n%-44s %12s %12s\n' "page of 50 products with variants" "1 client" "4 clients"

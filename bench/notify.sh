@@ -7,7 +7,9 @@
 # BENCH_SECONDS (default 10) per run, random item per transaction:
 #   update:  UPDATE items SET stock_qty = stock_qty WHERE id = :id
 #            (a) no trigger
-#            (b) harbor.enable_change_notify (C statement trigger)
+#            (b) harbor.enable_change_notify (C statement trigger), with
+#                payload => 'keys' (the ids, as the PL/pgSQL version below)
+#                and with the default payload => 'count'
 #            (c) the same payload from PL/pgSQL statement triggers over the
 #                transition tables (json_agg + pg_notify), the obvious
 #                hand-written alternative
@@ -87,34 +89,36 @@ CREATE TRIGGER p_del AFTER DELETE ON items REFERENCING OLD TABLE AS harbor_old
 SQL
 }
 plpgsql_off() { psql -X -q -c 'DROP TRIGGER p_ins ON items; DROP TRIGGER p_upd ON items; DROP TRIGGER p_del ON items'; }
-harbor_on()   { psql -X -q -At -c "SELECT harbor.enable_change_notify('items')" >/dev/null; }
+harbor_on()   { psql -X -q -At -c "SELECT harbor.enable_change_notify('items', payload => '${1:-keys}')" >/dev/null; }
 harbor_off()  { psql -X -q -At -c "SELECT harbor.disable_change_notify('items')" >/dev/null; }
 
 u_none=$(tps update_none "$W/update.sql")
 harbor_on;   u_c=$(tps update_harbor "$W/update.sql");     harbor_off
+harbor_on count; u_cc=$(tps update_harbor_count "$W/update.sql"); harbor_off
 plpgsql_on;  u_pl=$(tps update_plpgsql "$W/update.sql");   plpgsql_off
 psql -X -q -c "CREATE TRIGGER p_empty AFTER UPDATE ON items REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION plpgsql_empty()"
 u_empty=$(tps update_empty_trigger "$W/update.sql")
 psql -X -q -c "DROP TRIGGER p_empty ON items"
 u_notify=$(tps update_pg_notify "$W/update_notify.sql")
 r_off=""; r_on=""
-if psql -X -At -c "SELECT to_regprocedure('harbor.enable_stock(text,name)') IS NOT NULL" | grep -q t; then
+if [ "$(psql -X -At -c "SELECT to_regprocedure('harbor.enable_stock(text,name)') IS NOT NULL")" = t ]; then
   psql -X -q -At -c "SELECT harbor.enable_stock('items')" >/dev/null
   r_off=$(tps reserve_off "$W/reserve.sql")
-  harbor_on; r_on=$(tps reserve_on "$W/reserve.sql"); harbor_off
+  harbor_on keys; r_on=$(tps reserve_on "$W/reserve.sql"); harbor_off
 fi
 
 echo
 echo "Change notifications on the write path: pgbench -M prepared, 8 clients, ${SECS}s per run, $(nproc) cores"
 printf '%-56s %10s %10s\n' "workload" "tps" "vs none"
 printf '%-56s %10s %10s\n' "UPDATE 1 row, no trigger" "$u_none" "1.00"
-printf '%-56s %10s %10.2f\n' "UPDATE 1 row, harbor.enable_change_notify (C)" "$u_c" "$(echo "$u_c / $u_none" | bc -l)"
+printf '%-56s %10s %10.2f\n' "UPDATE 1 row, harbor.enable_change_notify, keys" "$u_c" "$(echo "$u_c / $u_none" | bc -l)"
+printf '%-56s %10s %10.2f\n' "UPDATE 1 row, harbor.enable_change_notify, count" "$u_cc" "$(echo "$u_cc / $u_none" | bc -l)"
 printf '%-56s %10s %10.2f\n' "UPDATE 1 row, PL/pgSQL transition-table trigger" "$u_pl" "$(echo "$u_pl / $u_none" | bc -l)"
 printf '%-56s %10s %10.2f\n' "UPDATE 1 row, empty PL/pgSQL transition-table trigger" "$u_empty" "$(echo "$u_empty / $u_none" | bc -l)"
 printf '%-56s %10s %10.2f\n' "UPDATE 1 row + pg_notify() in the statement, no trigger" "$u_notify" "$(echo "$u_notify / $u_none" | bc -l)"
 if [ -n "$r_off" ]; then
   printf '%-56s %10s %10s\n' "reserve_stock + release_reservation, notify off" "$r_off" "1.00"
-  printf '%-56s %10s %10.2f\n' "reserve_stock + release_reservation, notify on" "$r_on" "$(echo "$r_on / $r_off" | bc -l)"
+  printf '%-56s %10s %10.2f\n' "reserve_stock + release_reservation, notify on (keys)" "$r_on" "$(echo "$r_on / $r_off" | bc -l)"
 else
   echo "(harbor.reserve_stock not installed: reservation rows skipped)"
 fi

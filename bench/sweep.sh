@@ -202,7 +202,7 @@ reset
 pgbench -n -M prepared -c "$clients" -j 2 -T "$duration" -f "$results/reserve.pgbench" \
   -l --log-prefix="$results/nosweep" > "$results/nosweep.out" 2>&1
 read -r n_avg n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosweep.[0-9]*)"
-n_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$results/nosweep.out" | head -1)
+n_tps=$(sed -n '/^tps = /{s/^tps = \([0-9.]*\).*/\1/p;q}' "$results/nosweep.out")
 
 reset
 pgbench -n -M prepared -c "$clients" -j 2 -T "$((duration * 2))" -f "$results/reserve.pgbench" \
@@ -226,7 +226,7 @@ sweep_ms=$(awk -v a="$sweep_from" -v b="$sweep_to" 'BEGIN { printf "%.0f", (b - 
 released=$(q "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'expired'")
 wait "$bench_pid" || { echo "pgbench failed:"; cat "$results/sweep.out"; exit 1; }
 read -r s_avg s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.[0-9]*)"
-s_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$results/sweep.out" | head -1)
+s_tps=$(sed -n '/^tps = /{s/^tps = \([0-9.]*\).*/\1/p;q}' "$results/sweep.out")
 
 printf '%-40s %9s %9s %9s %9s %9s\n' "" "avg ms" "p95 ms" "p99 ms" "txns" "tps"
 printf '%-40s %9s %9s %9s %9s %9s\n' "no sweep" "$n_avg" "$n_p95" "$n_p99" "$n_cnt" "$n_tps"
@@ -240,7 +240,7 @@ echo " the worker released all $released expired holds, 1 s interval, while the 
 
 echo
 echo "-- 3. after the concurrent run"
-failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$results/sweep.out" | head -1)
+failed=$(sed -n '/^number of failed transactions: /{s/^number of failed transactions: \([0-9]*\).*/\1/p;q}' "$results/sweep.out")
 printf '%-52s %s\n' "failed pgbench transactions" "${failed:-0}"
 printf '%-52s %s\n' "aborted pgbench clients" "$(grep -c 'aborted' "$results/sweep.out" || true)"
 printf '%-52s %s\n' "deadlocks in the server log" "$(server_log | grep -c 'deadlock detected' || true)"

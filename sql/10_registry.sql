@@ -217,3 +217,18 @@ DROP SCHEMA reg CASCADE;
 SELECT count(*) AS models_left FROM harbor.models;
 DROP ROLE harbor_reg_reader;
 RESET search_path;
+
+-- one statement, two calls: the second sees what the first wrote
+CREATE SCHEMA twice;
+CREATE TABLE twice.brands (id int PRIMARY KEY, name text);
+CREATE TABLE twice.items (id int PRIMARY KEY, brand_id int REFERENCES twice.brands, stock_qty int);
+SELECT harbor.reflect('twice') BETWEEN 2 AND 3 AS reflect_twice;
+SELECT harbor.reflect('twice') AS again, harbor.reflect('twice') AS and_again;
+SELECT harbor.unregister_model('items'), harbor.register_model('twice.items');
+SELECT name, relation FROM harbor.models WHERE relation::text LIKE 'twice.%' ORDER BY 1;
+
+-- a name is never re-pointed at another table
+CREATE TABLE twice.other_items (id int PRIMARY KEY);
+SELECT harbor.register_model('twice.other_items', 'items');
+SELECT name, relation, columns FROM harbor.models WHERE name = 'items';
+DROP SCHEMA twice CASCADE;

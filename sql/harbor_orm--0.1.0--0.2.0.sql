@@ -14,3 +14,70 @@
 -- ---- loader ----
 
 -- ---- notify ----
+
+-- What a change notification carries, and on which channel, is the choice of
+-- the one who enables it (docs/notify.md): PostgreSQL has no privilege on
+-- LISTEN, so whatever is sent reaches every role that can connect.  The
+-- default payload carries no keys; payload => 'keys' needs ownership of the
+-- table or SELECT on its key columns without row-level security.  The
+-- choice is kept as the triggers' arguments (model, channel, payload).
+-- CREATE OR REPLACE cannot add parameters (it would make an overload that
+-- one-argument calls find ambiguous), hence DROP + CREATE; the C function
+-- still accepts the one-argument call of the 0.1.0 declaration.
+DROP FUNCTION harbor.enable_change_notify(text);
+CREATE FUNCTION harbor.enable_change_notify(model text,
+                                            channel text DEFAULT 'harbor_changes',
+                                            payload text DEFAULT 'count')
+    RETURNS void
+    LANGUAGE c VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_enable_change_notify';
+COMMENT ON FUNCTION harbor.enable_change_notify(text, text, text) IS
+    'after each committed INSERT/UPDATE/DELETE/TRUNCATE on the model, NOTIFY channel with {"model","op"} and, by payload: nothing more (none), "count" (count, the default) or the primary keys "ids" (keys); every role that can connect may LISTEN';
+
+-- Models whose changes are announced, with the channel and payload of each.
+-- pg_trigger.tgargs holds the arguments as NUL-terminated strings; triggers
+-- made by 0.1.0 have only the model and send counts on harbor_changes.
+CREATE OR REPLACE VIEW harbor.change_notify_models AS
+    SELECT m.name AS model, m.relation,
+           CASE WHEN t.tgnargs = 3 THEN
+               pg_catalog.convert_from(pg_catalog.substr(a.rest, 1, a.sep - 1),
+                                       pg_catalog.getdatabaseencoding())
+           ELSE 'harbor_changes' END AS channel,
+           CASE WHEN t.tgnargs = 3 THEN
+               pg_catalog.convert_from(pg_catalog.substr(a.last, 1,
+                                           pg_catalog.position(a.last, '\x00'::bytea) - 1),
+                                       pg_catalog.getdatabaseencoding())
+           ELSE 'count' END AS payload
+      FROM harbor.model m
+      JOIN pg_catalog.pg_trigger t
+        ON t.tgrelid = m.relation AND t.tgname = 'harbor_notify_insert'
+     CROSS JOIN LATERAL (
+           SELECT r.rest, s.sep, pg_catalog.substr(r.rest, s.sep + 1) AS last
+             FROM (SELECT pg_catalog.substr(t.tgargs,
+                          pg_catalog.position(t.tgargs, '\x00'::bytea) + 1) AS rest) r,
+                  LATERAL (SELECT pg_catalog.position(r.rest, '\x00'::bytea) AS sep) s
+           ) a;
+
+-- Warn whoever upgrades which models change what they send (a NOTICE would
+-- not be shown: extension scripts run with client_min_messages = warning).
+-- Their triggers were made by 0.1.0, which sent primary keys to every
+-- listener; they now send counts until enabled again with an explicit
+-- payload.
+DO $$
+DECLARE
+    models text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.quote_literal(m.name), ', ' ORDER BY m.name)
+      INTO models
+      FROM harbor.model m
+      JOIN pg_catalog.pg_trigger t
+        ON t.tgrelid = m.relation AND t.tgname = 'harbor_notify_insert'
+     WHERE t.tgnargs = 1;
+    IF models IS NOT NULL THEN
+        RAISE WARNING 'change notifications of models % no longer carry primary keys', models
+            USING DETAIL = 'Any role that can connect can LISTEN to them; they now send {"model", "op", "count"}.',
+                  HINT = 'If every role that can connect may see the keys, the table''s owner can send them again with harbor.enable_change_notify(model, payload => ''keys'').';
+    END IF;
+END
+$$;

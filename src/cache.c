@@ -31,7 +31,7 @@
 static bool registry_valid = false;
 static uint64 registry_generation = 0;
 static uint64 registry_invalidations = 0;	/* bumped by every invalidation */
-static Oid	registry_tables[4];
+static Oid	registry_tables[8];
 static int	nregistry_tables = 0;
 
 /* Table entries, keyed by relid. */
@@ -203,15 +203,25 @@ harbor_cache_generation(void)
 uint64
 harbor_cache_registry_begin(void)
 {
-	nregistry_tables = 0;
 	return registry_invalidations;
 }
 
 void
 harbor_cache_registry_watch(Oid relid)
 {
-	if (OidIsValid(relid) && nregistry_tables < lengthof(registry_tables))
-		registry_tables[nregistry_tables++] = relid;
+	if (!OidIsValid(relid))
+		return;
+	for (int i = 0; i < nregistry_tables; i++)
+		if (registry_tables[i] == relid)
+			return;
+	/* only a re-created extension brings new OIDs; forget the oldest */
+	if (nregistry_tables == lengthof(registry_tables))
+	{
+		memmove(registry_tables, registry_tables + 1,
+				sizeof(Oid) * (lengthof(registry_tables) - 1));
+		nregistry_tables--;
+	}
+	registry_tables[nregistry_tables++] = relid;
 }
 
 void

@@ -56,4 +56,12 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 }
 #endif
 
+/* pg_class_ownercheck() gave way to object_ownercheck() in 16. */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_class.h"
+#include "utils/acl.h"
+#define pg_class_ownercheck(relid, roleid) \
+	object_ownercheck(RelationRelationId, (relid), (roleid))
+#endif
+
 #endif							/* HARBOR_COMPAT_H */

@@ -33,6 +33,8 @@ int			harbor_sweep_batch_size = 1000;
 char	   *harbor_sweeper_databases = NULL;
 char	   *harbor_sweeper_role = NULL;
 bool		harbor_sweeper_enabled = true;
+int			harbor_sweep_lock_timeout = 1000;
+int			harbor_sweep_statement_timeout = 60000;
 int			harbor_load_chunk_size = 500;
 int			harbor_max_include_depth = 8;
 int			harbor_load_max_rows = 100000;
@@ -89,6 +91,22 @@ harbor_define_gucs(void)
 							 true,
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("harbor_orm.sweep_lock_timeout",
+							"Longest wait of a sweeper transaction for a lock.",
+							"On a timeout the database's round ends and is retried next round; 0 waits without limit.",
+							&harbor_sweep_lock_timeout,
+							1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("harbor_orm.sweep_statement_timeout",
+							"Longest run of one sweeper batch.",
+							"A worker that makes no progress for this long plus 10 s is terminated by the launcher.",
+							&harbor_sweep_statement_timeout,
+							60000, 1000, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("harbor_orm.load_chunk_size",
 							"Largest number of keys sent in one relation-loading query.",

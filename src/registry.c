@@ -41,9 +41,13 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/syscache.h"
 
+#include "cache.h"
 #include "harbor_orm.h"
 #include "registry.h"
 #include "util.h"
@@ -163,50 +167,19 @@ DISCOVERY_CTE
  * ---------------------------------------------------------------------
  */
 static MemoryContext RegistryContext = NULL;
-static List *retired_contexts = NIL;	/* freed at transaction end */
-static bool registry_valid = false;
-static uint64 registry_generation = 0;
-static Oid	model_table_oid = InvalidOid;
-static Oid	relationship_table_oid = InvalidOid;
 static HarborModel **models_sorted = NULL;	/* by name */
 static int	nmodels = 0;
-
-static void
-registry_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == model_table_oid ||
-		relid == relationship_table_oid)
-		registry_valid = false;
-}
-
-static void
-registry_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-	{
-		ListCell   *lc;
-
-		foreach(lc, retired_contexts)
-			MemoryContextDelete((MemoryContext) lfirst(lc));
-		list_free(retired_contexts);
-		retired_contexts = NIL;
-		if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-			registry_valid = false;
-	}
-}
 
 void
 harbor_registry_init(void)
 {
-	CacheRegisterRelcacheCallback(registry_relcache_callback, (Datum) 0);
-	RegisterXactCallback(registry_xact_callback, NULL);
+	/* invalidation and retirement are cache.c's */
 }
 
 uint64
 harbor_registry_generation(void)
 {
-	return registry_generation;
+	return harbor_cache_generation();
 }
 
 const char *
@@ -281,53 +254,61 @@ spi_text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
 }
 
 static HarborModel *
-find_loaded_model(const char *name)
+find_in(HarborModel **sorted, int n, const char *name)
 {
 	HarborModel key;
 	HarborModel *keyp = &key;
 	HarborModel **found;
 
-	if (nmodels == 0)
+	if (n == 0)
 		return NULL;
 	key.name = (char *) name;
-	found = bsearch(&keyp, models_sorted, nmodels, sizeof(HarborModel *),
-					model_name_cmp);
+	found = bsearch(&keyp, sorted, n, sizeof(HarborModel *), model_name_cmp);
 	return found ? *found : NULL;
 }
 
 /*
- * Read both registry tables into a fresh memory context.  The previous
- * context is retired, not freed, so that pointers handed out earlier in
- * this transaction stay valid.
+ * Read both registry tables into a new memory context, with a fresh
+ * snapshot (read-write SPI mode), so that a second call in one statement
+ * sees what the first one wrote.  The context is built as a child of the
+ * current one, so a build that errors leaves nothing behind; only a
+ * finished build replaces the snapshot, and the previous one is retired
+ * until the end of the transaction (cache.c).
  */
 static void
 registry_rebuild(void)
 {
 	MemoryContext newcxt;
 	MemoryContext oldcxt;
+	MemoryContext prevcxt = RegistryContext;
 	Oid			nspid;
+	Oid			model_table_oid;
+	Oid			relationship_table_oid;
+	uint64		token;
 	int			rc;
 	uint64		nrows;
 	HarborModel **loaded;
 	int			nloaded;
 
-	newcxt = AllocSetContextCreate(CacheMemoryContext, "harbor_orm registry",
+	token = harbor_cache_registry_begin();
+	newcxt = AllocSetContextCreate(CurrentMemoryContext, "harbor_orm registry",
 								   ALLOCSET_SMALL_SIZES);
-
-	/* Mark valid first: an invalidation during the load must win. */
-	registry_valid = true;
 	nspid = get_namespace_oid(HARBOR_SCHEMA, true);
 	model_table_oid = OidIsValid(nspid) ? get_relname_relid("model", nspid) : InvalidOid;
 	relationship_table_oid = OidIsValid(nspid) ? get_relname_relid("relationship", nspid) : InvalidOid;
+	harbor_cache_registry_watch(model_table_oid);
+	harbor_cache_registry_watch(relationship_table_oid);
+	if (OidIsValid(nspid))
+		harbor_cache_registry_watch(get_relname_relid("stock_model", nspid));
 
-	loaded = NULL;
+	loaded = MemoryContextAllocZero(newcxt, sizeof(HarborModel *));
 	nloaded = 0;
 	if (OidIsValid(model_table_oid) && OidIsValid(relationship_table_oid))
 	{
 		SPI_connect();
 		rc = SPI_execute("SELECT name, relation::oid, primary_key, columns, "
 						 "column_types::oid[] FROM harbor.model ORDER BY name",
-						 true, 0);
+						 false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read harbor.model: %s", SPI_result_code_string(rc));
 		nrows = SPI_processed;
@@ -370,24 +351,22 @@ registry_rebuild(void)
 						 "constraint_name, explicit, ambiguous, "
 						 "count(*) OVER (PARTITION BY model) "
 						 "FROM harbor.relationship ORDER BY model, name, constraint_name, id",
-						 true, 0);
+						 false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read harbor.relationship: %s", SPI_result_code_string(rc));
 		nrows = SPI_processed;
-
-		/* models_sorted must be searchable while relationships are attached */
-		models_sorted = loaded;
-		nmodels = nloaded;
 
 		oldcxt = MemoryContextSwitchTo(newcxt);
 		for (uint64 i = 0; i < nrows; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			HarborModel *m = find_loaded_model(SPI_getvalue(tup, desc, 1));
+			HarborModel *m = find_in(loaded, nloaded, SPI_getvalue(tup, desc, 1));
 			HarborRelationship *r;
 			bool		isnull;
 			char	   *tmp;
+			int			n1,
+						n2;
 
 			if (m == NULL)
 				continue;
@@ -402,19 +381,14 @@ registry_rebuild(void)
 			r->name = SPI_getvalue(tup, desc, 2);
 			tmp = SPI_getvalue(tup, desc, 3);
 			r->kind = relkind_from_name(tmp);
-			r->target = find_loaded_model(SPI_getvalue(tup, desc, 4));
+			r->target = find_in(loaded, nloaded, SPI_getvalue(tup, desc, 4));
 			r->local_columns = spi_text_array(tup, desc, 5, &r->ncolumns);
 			r->remote_columns = spi_text_array(tup, desc, 6, &r->nremote);
 			r->secondary = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 			if (isnull)
 				r->secondary = InvalidOid;
-			{
-				int			n1,
-							n2;
-
-				r->secondary_local_columns = spi_text_array(tup, desc, 8, &n1);
-				r->secondary_remote_columns = spi_text_array(tup, desc, 9, &n2);
-			}
+			r->secondary_local_columns = spi_text_array(tup, desc, 8, &n1);
+			r->secondary_remote_columns = spi_text_array(tup, desc, 9, &n2);
 			r->constraint_name = SPI_getvalue(tup, desc, 10);
 			r->explicit_decl = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 			r->ambiguous = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
@@ -423,26 +397,18 @@ registry_rebuild(void)
 		SPI_finish();
 	}
 
-	if (RegistryContext != NULL)
-	{
-		MemoryContext prev = MemoryContextSwitchTo(TopMemoryContext);
-
-		if (IsTransactionState())
-			retired_contexts = lappend(retired_contexts, RegistryContext);
-		else
-			MemoryContextDelete(RegistryContext);
-		MemoryContextSwitchTo(prev);
-	}
+	/* complete: publish it */
+	MemoryContextSetParent(newcxt, CacheMemoryContext);
 	RegistryContext = newcxt;
 	models_sorted = loaded;
 	nmodels = nloaded;
-	registry_generation++;
+	harbor_cache_registry_end(token, prevcxt);
 }
 
 static void
 registry_ensure(void)
 {
-	if (!registry_valid)
+	if (!harbor_cache_registry_valid())
 		registry_rebuild();
 }
 
@@ -471,7 +437,7 @@ harbor_model_lookup(const char *name, bool missing_ok)
 	HarborModel *m;
 
 	registry_ensure();
-	m = find_loaded_model(name);
+	m = find_in(models_sorted, nmodels, name);
 	if (m == NULL && !missing_ok)
 	{
 		if (nmodels == 0)
@@ -675,6 +641,30 @@ snapshot_relation(Relation rel, Datum *pk, Datum *cols, Datum *types)
 	return true;
 }
 
+/*
+ * Registry writes are serialised: every writer takes this lock, which
+ * conflicts with itself but not with readers or with the foreign-key checks
+ * of harbor.stock_model, before it reads what it is about to change.
+ * Writers that register tables lock those tables first, in the order DDL
+ * (whose event triggers write the registry) takes them: table, registry.
+ */
+static void
+registry_write_lock(void)
+{
+	Oid			nspid = get_namespace_oid(HARBOR_SCHEMA, false);
+	Oid			relid = get_relname_relid("model", nspid);
+
+	AclResult	aclresult;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "harbor.model does not exist");
+	/* as LOCK TABLE would: only who may write the registry may block it */
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT | ACL_UPDATE | ACL_DELETE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, "model");
+	LockRelationOid(relid, ShareRowExclusiveLock);
+}
+
 /* Recompute discovered relationships; writes only what changed. */
 static void
 registry_rediscover(void)
@@ -691,7 +681,7 @@ registered_name_of(Oid relid)
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 
 	harbor_spi_exec("SELECT name FROM harbor.model WHERE relation::oid = $1",
-					1, argtypes, values, NULL, true, 1);
+					1, argtypes, values, NULL, false, 1);
 	return SPI_processed > 0 ? harbor_spi_getcstring(0, 1) : NULL;
 }
 
@@ -766,9 +756,27 @@ register_one(Oid relid, const char *name, bool refresh_only)
 						"ON CONFLICT (name) DO UPDATE "
 						"SET primary_key = EXCLUDED.primary_key, columns = EXCLUDED.columns, "
 						"    column_types = EXCLUDED.column_types, refreshed_at = pg_catalog.now() "
-						"WHERE (m.primary_key, m.columns, m.column_types) IS DISTINCT FROM "
+						"WHERE m.relation OPERATOR(pg_catalog.=) EXCLUDED.relation "
+						"  AND (m.primary_key, m.columns, m.column_types) IS DISTINCT FROM "
 						"      (EXCLUDED.primary_key, EXCLUDED.columns, EXCLUDED.column_types)",
 						5, argtypes, values, NULL, false, 0);
+		/* the name must now be this table's, whoever wrote it */
+		harbor_spi_exec("SELECT relation::oid, relation::text FROM harbor.model WHERE name = $1",
+						1, argtypes, values, NULL, false, 1);
+		if (SPI_processed == 0)
+			elog(ERROR, "model \"%s\" vanished while being registered", name);
+		{
+			bool		isnull;
+			Oid			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 1, &isnull));
+
+			if (owner != relid)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_OBJECT),
+						 errmsg("model name \"%s\" is already used by table %s", name,
+								harbor_spi_getcstring(0, 2)),
+						 errhint("Pass another name: harbor.register_model('%s', 'other_name').", relname)));
+		}
 	}
 }
 
@@ -805,6 +813,12 @@ harbor_register_model(PG_FUNCTION_ARGS)
 	name = PG_ARGISNULL(1) ? default_model_name(relid) : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	check_identifier_arg(name, "model name");
 
+	LockRelationOid(relid, AccessShareLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	registry_write_lock();
 	SPI_connect();
 	register_one(relid, name, false);
 	registry_rediscover();
@@ -820,6 +834,7 @@ harbor_unregister_model(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
+	registry_write_lock();
 	harbor_model_lookup(name, false);
 	SPI_connect();
 	harbor_spi_exec("DELETE FROM harbor.model WHERE name = $1", 1, argtypes, values,
@@ -858,7 +873,7 @@ harbor_reflect(PG_FUNCTION_ARGS)
 					"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
 					"                WHERE i.indrelid = c.oid AND i.indisprimary) "
 					" ORDER BY c.relname",
-					1, argtypes, values, NULL, true, 0);
+					1, argtypes, values, NULL, false, 0);
 	ntables = SPI_processed;
 	relids = palloc(sizeof(Oid) * Max(ntables, 1));
 	for (uint64 i = 0; i < ntables; i++)
@@ -868,9 +883,21 @@ harbor_reflect(PG_FUNCTION_ARGS)
 		relids[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 												   SPI_tuptable->tupdesc, 1, &isnull));
 	}
+	/* tables first, then the registry, as DDL takes them */
 	for (uint64 i = 0; i < ntables; i++)
 	{
-		char	   *existing = registered_name_of(relids[i]);
+		LockRelationOid(relids[i], AccessShareLock);
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relids[i])))
+			relids[i] = InvalidOid; /* dropped meanwhile */
+	}
+	registry_write_lock();
+	for (uint64 i = 0; i < ntables; i++)
+	{
+		char	   *existing;
+
+		if (!OidIsValid(relids[i]))
+			continue;
+		existing = registered_name_of(relids[i]);
 
 		register_one(relids[i], existing ? existing : default_model_name(relids[i]), false);
 		count++;
@@ -919,7 +946,7 @@ fetch_fks(Oid from, Oid to)
 					" WHERE c.contype = 'f' AND c.conparentid = 0"
 					"   AND ($1 = 0 OR c.conrelid = $1) AND ($2 = 0 OR c.confrelid = $2)"
 					" ORDER BY c.conname",
-					2, argtypes, values, NULL, true, 0);
+					2, argtypes, values, NULL, false, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -1094,6 +1121,7 @@ harbor_register_relationship(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("foreign_key must name at least one column")));
 	}
+	registry_write_lock();
 	model = harbor_model_lookup(model_name, false);
 	target = harbor_model_lookup(target_name, false);
 	mrel = model->relid;
@@ -1328,6 +1356,7 @@ harbor_unregister_relationship(PG_FUNCTION_ARGS)
 	Datum		values[2] = {CStringGetTextDatum(model), CStringGetTextDatum(name)};
 	bool		found;
 
+	registry_write_lock();
 	harbor_model_lookup(model, false);
 	SPI_connect();
 	harbor_spi_exec("DELETE FROM harbor.relationship WHERE model = $1 AND name = $2 AND explicit",
@@ -1452,7 +1481,7 @@ harbor_check_models(PG_FUNCTION_ARGS)
 				   check_models_sql + strlen("WITH "));
 
 	SPI_connect();
-	harbor_spi_exec(sql, 0, NULL, NULL, NULL, true, 0);
+	harbor_spi_exec(sql, 0, NULL, NULL, NULL, false, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		Datum		values[2];
@@ -1481,7 +1510,7 @@ harbor_registry_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("harbor._registry_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	registry_valid = false;
+	harbor_cache_registry_invalidate();
 	return PointerGetDatum(NULL);
 }
 
@@ -1516,6 +1545,7 @@ harbor_on_ddl_end(PG_FUNCTION_ARGS)
 	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
+	registry_write_lock();
 	SPI_connect();
 	harbor_spi_exec("SELECT DISTINCT m.relation::oid, m.name FROM harbor.model m"
 					" WHERE m.relation::oid IN ("
@@ -1524,7 +1554,7 @@ harbor_on_ddl_end(PG_FUNCTION_ARGS)
 					"   UNION ALL"
 					"   SELECT i.indrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
 					"     JOIN pg_catalog.pg_index i ON i.indexrelid = c.objid)",
-					0, NULL, NULL, NULL, true, 0);
+					0, NULL, NULL, NULL, false, 0);
 	n = SPI_processed;
 	relids = palloc(sizeof(Oid) * Max(n, 1));
 	{
@@ -1553,6 +1583,7 @@ harbor_on_sql_drop(PG_FUNCTION_ARGS)
 	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
+	registry_write_lock();
 	SPI_connect();
 	harbor_spi_exec("WITH d AS (SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()"
 					"            WHERE classid = 'pg_catalog.pg_class'::regclass AND objsubid = 0)"

@@ -24,6 +24,26 @@
  * stays connected between rounds and probes the same lock four times a
  * second, so it also steps aside for DROP DATABASE.
  *
+ * Privileges.  A worker connects as harbor_orm.sweeper_role, or as the
+ * bootstrap superuser when that is empty, as autovacuum does; a dynamic
+ * worker as the role that started it.  It runs no SQL of its own: it calls
+ * the sweep code of this library directly (reservations.h), so no function
+ * is looked up by name, and that code switches to each stock table's owner
+ * with SECURITY_RESTRICTED_OPERATION for every statement that touches the
+ * table, as VACUUM does.  Code a table owner attaches to the table
+ * (triggers, CHECK constraints, index and generated-column expressions)
+ * therefore runs with the owner's rights, never the worker's.  What the
+ * worker runs as itself touches only harbor's own tables, with
+ * search_path = pg_catalog, pg_temp set again before every batch in case
+ * anything run during the previous one changed it.
+ *
+ * Time limits.  Every batch runs under harbor_orm.sweep_lock_timeout (a
+ * lock timeout ends the database's round with one LOG line; the next round
+ * tries again) and harbor_orm.sweep_statement_timeout.  The launcher waits
+ * for a worker only while it makes progress: one that finishes no batch for
+ * the statement timeout plus a grace period is terminated, and the launcher
+ * goes on with the next database.
+ *
  * Copyright (c) 2026, harbor_orm developers
  *
  *-------------------------------------------------------------------------
@@ -40,7 +60,6 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -57,10 +76,12 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
 #include "harbor_orm.h"
+#include "reservations.h"
 #include "sweeper.h"
 
 /*
@@ -73,6 +94,14 @@
 /* How often a dynamic worker checks, between rounds, whether to step aside. */
 #define HARBOR_IDLE_PROBE_MS		250
 
+/*
+ * The launcher terminates a worker that has finished no batch for
+ * harbor_orm.sweep_statement_timeout plus this, which covers connecting and
+ * the bookkeeping between batches; then it waits this long for it to exit.
+ */
+#define HARBOR_WATCHDOG_GRACE_MS	10000
+#define HARBOR_TERMINATE_WAIT_MS	5000
+
 /* The two units of work, each one call per transaction. */
 typedef enum SweepKind
 {
@@ -80,9 +109,10 @@ typedef enum SweepKind
 	SWEEP_PURGE
 } SweepKind;
 
-static const char *const sweep_sql[] = {
-	"SELECT harbor._sweep_batch($1)",
-	"SELECT harbor._purge_closed($1)"
+/* What pg_stat_activity shows while a batch runs. */
+static const char *const sweep_activity[] = {
+	"harbor_orm sweeper: releasing expired reservations",
+	"harbor_orm sweeper: deleting closed reservations"
 };
 
 static const char *const sweep_what[] = {
@@ -95,6 +125,7 @@ typedef enum RoundEnd
 {
 	ROUND_DONE,
 	ROUND_FAILED,
+	ROUND_LOCKED,
 	ROUND_YIELDED,
 	ROUND_STOPPED
 } RoundEnd;
@@ -103,10 +134,10 @@ typedef enum RoundEnd
 static HarborSweeperArgs my_args;
 static HarborSweeperSlot *my_slot = NULL;
 static char *my_dbname = NULL;
-static SPIPlanPtr sweep_plan[2];
 
 /* Launcher state, per process. */
-static bool launcher_warned_role = false;
+static bool launcher_said_role = false;
+static char launcher_role[NAMEDATALEN];
 static bool launcher_warned_slots = false;
 static bool launcher_was_disabled = false;
 
@@ -289,6 +320,7 @@ log_state(const char *dbname, HarborSweeperState state, const char *role)
 			break;
 		case HSS_NEW:
 		case HSS_DISABLED:
+		case HSS_LOCK_TIMEOUT:	/* logged with the lock error's context */
 			break;
 	}
 }
@@ -325,9 +357,27 @@ stop_requested(void)
 	bool		stop;
 
 	SpinLockAcquire(&shared->mutex);
-	stop = my_slot->generation != my_args.generation || my_slot->stop_requested;
+	stop = my_slot->generation != my_args.generation || my_slot->stop_requested ||
+		(!my_args.dynamic && my_slot->launch != my_args.launch);
 	SpinLockRelease(&shared->mutex);
 	return stop;
+}
+
+/*
+ * The session settings every batch runs with, set before each one: no
+ * object a user creates may be picked up by name, even if code run during
+ * an earlier batch changed the session's search_path; and no lock wait may
+ * hold up the sweep of the other databases for long.  Session level, so
+ * they override what ALTER DATABASE or ALTER ROLE set.
+ */
+static void
+worker_apply_settings(void)
+{
+	char		buf[32];
+
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	snprintf(buf, sizeof(buf), "%d", harbor_sweep_lock_timeout);
+	SetConfigOption("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION);
 }
 
 static void
@@ -349,47 +399,25 @@ sweep_error_context(void *arg)
 			   sweep_what[kind], my_dbname);
 }
 
-/* One batch in its own transaction; returns the rows it handled. */
+/*
+ * One batch, inside the caller's transaction; returns the rows it handled.
+ * The statement timeout is armed here rather than through the GUC, which
+ * only a client connection applies; code run during the batch cannot
+ * disarm it by setting statement_timeout.
+ */
 static int64
 run_one_batch(SweepKind kind, int batch_size)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	int64		n = 0;
-	int			ret;
+	int64		n;
 
-	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, sweep_sql[kind]);
-
-	if (sweep_plan[kind] == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sweep_sql[kind], 1, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sweep_sql[kind], SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		sweep_plan[kind] = plan;
-	}
-
-	values[0] = Int32GetDatum(batch_size);
-	ret = SPI_execute_plan(sweep_plan[kind], values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
-			 sweep_sql[kind], SPI_result_code_string(ret));
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-									  1, &isnull);
-
-		if (!isnull)
-			n = SPI_gettypeid(SPI_tuptable->tupdesc, 1) == INT4OID ?
-				DatumGetInt32(d) : DatumGetInt64(d);
-	}
-
-	SPI_finish();
+	pgstat_report_activity(STATE_RUNNING, sweep_activity[kind]);
+	enable_timeout_after(STATEMENT_TIMEOUT, harbor_sweep_statement_timeout);
+	if (kind == SWEEP_RELEASE)
+		n = harbor_sweep_expired_batch(batch_size);
+	else
+		n = harbor_purge_closed_batch(batch_size);
+	disable_timeout(STATEMENT_TIMEOUT, false);
 	PopActiveSnapshot();
 	return n;
 }
@@ -402,6 +430,7 @@ add_to_counters(SweepKind kind, int64 n)
 	SpinLockAcquire(&shared->mutex);
 	if (my_slot->generation == my_args.generation)
 	{
+		my_slot->progress_at = GetCurrentTimestamp();
 		if (kind == SWEEP_RELEASE)
 		{
 			my_slot->released_last += n;
@@ -419,7 +448,9 @@ add_to_counters(SweepKind kind, int64 n)
 /*
  * Calls one batch function until it returns less than half a batch.  An
  * error aborts that batch's transaction only; it is recorded, and logged
- * with its context unless the previous round failed the same way.
+ * with its context unless the previous round failed the same way.  A lock
+ * timeout is no error: the round ends, to be tried again next round, and
+ * one LOG line says so when it starts happening.
  */
 static RoundEnd
 run_batches(SweepKind kind)
@@ -448,6 +479,7 @@ run_batches(SweepKind kind)
 				break;
 			}
 			batch_size = harbor_sweep_batch_size;
+			worker_apply_settings();
 
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
@@ -477,26 +509,42 @@ run_batches(SweepKind kind)
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		bool		locked;
 
 		error_context_stack = errcallback.previous;
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* A timeout that fired as the batch failed must not cancel later work. */
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		QueryCancelPending = false;
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 
-		if (slot_set_state(my_slot, my_args.generation, HSS_ERROR, edata->message))
+		locked = edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+		if (slot_set_state(my_slot, my_args.generation,
+						   locked ? HSS_LOCK_TIMEOUT : HSS_ERROR, edata->message))
 		{
 			char	   *message = edata->message;
 
 			edata->elevel = LOG;
-			edata->message = psprintf("harbor_orm sweeper could not finish its round in database \"%s\": %s",
-									  my_dbname, message);
+			if (locked)
+			{
+				edata->message = psprintf("harbor_orm sweeper skipped the rest of its round in database \"%s\": %s",
+										  my_dbname, message);
+				if (edata->hint)
+					pfree(edata->hint);
+				edata->hint = psprintf("A table the sweep needs was locked for longer than harbor_orm.sweep_lock_timeout (%d ms); the next round tries again.",
+									   harbor_sweep_lock_timeout);
+			}
+			else
+				edata->message = psprintf("harbor_orm sweeper could not finish its round in database \"%s\": %s",
+										  my_dbname, message);
 			pfree(message);
 			ThrowErrorData(edata);
 		}
 		FreeErrorData(edata);
-		end = ROUND_FAILED;
+		end = locked ? ROUND_LOCKED : ROUND_FAILED;
 	}
 	PG_END_TRY();
 	error_context_stack = errcallback.previous;
@@ -557,11 +605,11 @@ worker_round(void)
 
 	end = run_batches(SWEEP_RELEASE);
 	/* Purging is independent of releasing: do it even after a failure. */
-	if (end == ROUND_DONE || end == ROUND_FAILED)
+	if (end == ROUND_DONE || end == ROUND_FAILED || end == ROUND_LOCKED)
 	{
 		RoundEnd	purge_end = run_batches(SWEEP_PURGE);
 
-		if (end == ROUND_DONE)
+		if (end == ROUND_DONE || purge_end == ROUND_YIELDED || purge_end == ROUND_STOPPED)
 			end = purge_end;
 	}
 
@@ -576,8 +624,10 @@ worker_round(void)
 
 	state = end == ROUND_DONE ? HSS_OK :
 		end == ROUND_YIELDED ? HSS_YIELDED :
-		end == ROUND_STOPPED ? HSS_STOPPED : HSS_ERROR;
-	if (state != HSS_ERROR &&
+		end == ROUND_STOPPED ? HSS_STOPPED :
+		end == ROUND_LOCKED ? HSS_LOCK_TIMEOUT : HSS_ERROR;
+	/* Errors and lock timeouts were recorded and logged where they arose. */
+	if (state != HSS_ERROR && state != HSS_LOCK_TIMEOUT &&
 		slot_set_state(my_slot, my_args.generation, state, NULL))
 	{
 		if (state == HSS_OK && prev == HSS_ERROR)
@@ -658,10 +708,14 @@ harbor_sweeper_worker_main(Datum arg)
 		elog(FATAL, "harbor_orm sweeper started with invalid slot %d", my_args.slot);
 	my_slot = &shared->slots[my_args.slot];
 
-	/* A slot reused since this worker was requested means it is not wanted. */
+	/*
+	 * A slot reused since this worker was requested means it is not wanted;
+	 * so does a launch the launcher has given up on (it started late).
+	 */
 	SpinLockAcquire(&shared->mutex);
 	valid = my_slot->in_use && my_slot->generation == my_args.generation &&
-		!my_slot->stop_requested;
+		!my_slot->stop_requested &&
+		(my_args.dynamic || my_slot->launch == my_args.launch);
 	if (valid)
 	{
 		my_slot->pid = MyProcPid;
@@ -672,10 +726,11 @@ harbor_sweeper_worker_main(Datum arg)
 		proc_exit(0);
 	on_shmem_exit(worker_detach, (Datum) 0);
 
+	/* Already while connecting, which waits for a lock on the database. */
+	worker_apply_settings();
 	BackgroundWorkerInitializeConnectionByOid(my_args.dboid, my_args.roleid, 0);
 
-	/* Nothing a user creates may be picked up by name. */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	worker_apply_settings();
 	SetConfigOption("application_name", "harbor_orm sweeper", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("harbor_orm sweeper");
 
@@ -688,7 +743,7 @@ harbor_sweeper_worker_main(Datum arg)
 	{
 		(void) worker_round();
 		SpinLockAcquire(&shared->mutex);
-		if (my_slot->generation == my_args.generation)
+		if (my_slot->generation == my_args.generation && my_slot->launch == my_args.launch)
 			my_slot->round_finished = true;
 		SpinLockRelease(&shared->mutex);
 		proc_exit(0);
@@ -700,7 +755,7 @@ harbor_sweeper_worker_main(Datum arg)
 	{
 		RoundEnd	end = worker_round();
 
-		if (end == ROUND_DONE || end == ROUND_FAILED)
+		if (end == ROUND_DONE || end == ROUND_FAILED || end == ROUND_LOCKED)
 		{
 			/* A dynamic worker belongs to its database's extension. */
 			SpinLockAcquire(&shared->mutex);
@@ -746,18 +801,29 @@ launcher_detach(int code, Datum arg)
 	SpinLockRelease(&shared->mutex);
 }
 
-/* Says once (and again after each change) that no role is configured. */
+/*
+ * Says which role the workers connect as, at start and after each reload
+ * that changes it.  The bootstrap superuser is no danger to other tables:
+ * the sweep code acts as each stock table's owner wherever the table's own
+ * code can run, as autovacuum does.
+ */
 static void
 launcher_check_role_setting(void)
 {
-	bool		unset = harbor_sweeper_role == NULL || harbor_sweeper_role[0] == '\0';
+	const char *role = harbor_sweeper_role ? harbor_sweeper_role : "";
 
-	if (unset && !launcher_warned_role)
-		ereport(WARNING,
-				(errmsg("harbor_orm sweeper acts as the bootstrap superuser"),
-				 errdetail("harbor_orm.sweeper_role is not set."),
-				 errhint("Set harbor_orm.sweeper_role to a role that has only the privileges the sweep needs (see the harbor_orm documentation).")));
-	launcher_warned_role = unset;
+	if (launcher_said_role && strcmp(role, launcher_role) == 0)
+		return;
+	if (role[0] == '\0')
+		ereport(LOG,
+				(errmsg("harbor_orm sweeper connects as the bootstrap superuser"),
+				 errdetail("harbor_orm.sweeper_role is not set.  Each stock table is swept as its owner, as a security-restricted operation.")));
+	else
+		ereport(LOG,
+				(errmsg("harbor_orm sweeper connects as role \"%s\"", role),
+				 errdetail("Each stock table is swept as its owner, as a security-restricted operation.")));
+	strlcpy(launcher_role, role, sizeof(launcher_role));
+	launcher_said_role = true;
 }
 
 /* Slot of a launcher-served database, claimed if new; -1 when full. */
@@ -844,6 +910,8 @@ launcher_read_databases(MemoryContext cxt, int *count, const char *role,
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
+		CHECK_FOR_INTERRUPTS();
+
 		if (n == cap)
 		{
 			cap *= 2;
@@ -882,7 +950,10 @@ launcher_read_databases(MemoryContext cxt, int *count, const char *role,
 	return dbs;
 }
 
-/* Runs one worker for one database and waits until it has exited. */
+/*
+ * Runs one worker for one database and waits until it has exited, or until
+ * it has been terminated for making no progress and has had its time to go.
+ */
 static void
 launcher_sweep_database(HarborSweeperShared *shared, int slotno, Oid dboid,
 						Oid roleid, const char *dbname)
@@ -891,15 +962,40 @@ launcher_sweep_database(HarborSweeperShared *shared, int slotno, Oid dboid,
 	HarborSweeperArgs args;
 	BackgroundWorkerHandle *handle;
 	bool		finished;
+	bool		terminated = false;
+	TimestampTz gone_by = 0;
+	pid_t		old_pid;
 
 	memset(&args, 0, sizeof(args));
 	SpinLockAcquire(&shared->mutex);
-	slot->dboid = dboid;
-	slot->roleid = roleid;
-	slot->round_finished = false;
-	slot->exited = false;
+	old_pid = slot->pid;
+	if (old_pid == 0)
+	{
+		slot->dboid = dboid;
+		slot->roleid = roleid;
+		slot->round_finished = false;
+		slot->exited = false;
+		slot->launch++;
+		slot->progress_at = GetCurrentTimestamp();
+	}
 	args.generation = slot->generation;
+	args.launch = slot->launch;
 	SpinLockRelease(&shared->mutex);
+
+	/* Never two workers in one database. */
+	if (old_pid != 0)
+	{
+		char	   *msg = psprintf("the worker of an earlier round (process %d) has not exited",
+								   (int) old_pid);
+
+		if (slot_set_state(slot, args.generation, HSS_ERROR, msg))
+			ereport(LOG,
+					(errmsg("harbor_orm sweeper is skipping database \"%s\": %s",
+							dbname, msg),
+					 errdetail("It was terminated for making no progress; the database is tried again every round.")));
+		return;
+	}
+
 	args.slot = slotno;
 	args.dboid = dboid;
 	args.roleid = roleid;
@@ -916,13 +1012,62 @@ launcher_sweep_database(HarborSweeperShared *shared, int slotno, Oid dboid,
 	for (;;)
 	{
 		pid_t		pid;
+		TimestampTz now;
+		TimestampTz stall_at;
+		TimestampTz progress_at;
+		long		timeout;
 
 		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			launcher_check_role_setting();
+		}
 		if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
 			break;
+
+		now = GetCurrentTimestamp();
+		if (terminated)
+		{
+			if (now >= gone_by)
+			{
+				ereport(LOG,
+						(errmsg("harbor_orm sweeper worker for database \"%s\" has not exited %d s after it was terminated; going on without it",
+								dbname, HARBOR_TERMINATE_WAIT_MS / 1000)));
+				break;
+			}
+			timeout = Min(TimestampDifferenceMilliseconds(now, gone_by), 1000L);
+		}
+		else
+		{
+			SpinLockAcquire(&shared->mutex);
+			progress_at = slot->progress_at;
+			SpinLockRelease(&shared->mutex);
+			stall_at = TimestampTzPlusMilliseconds(progress_at,
+												   (int64) harbor_sweep_statement_timeout +
+												   HARBOR_WATCHDOG_GRACE_MS);
+			if (now >= stall_at)
+			{
+				char	   *msg = psprintf("sweeper worker terminated after %ld s without progress",
+										   (long) ((now - progress_at) / USECS_PER_SEC));
+
+				ereport(LOG,
+						(errmsg("harbor_orm sweeper worker for database \"%s\" has finished no batch for %ld s; terminating it",
+								dbname, (long) ((now - progress_at) / USECS_PER_SEC)),
+						 errdetail("A batch may run for harbor_orm.sweep_statement_timeout (%d ms).",
+								   harbor_sweep_statement_timeout)));
+				(void) slot_set_state(slot, args.generation, HSS_ERROR, msg);
+				TerminateBackgroundWorker(handle);
+				terminated = true;
+				gone_by = TimestampTzPlusMilliseconds(now, HARBOR_TERMINATE_WAIT_MS);
+				continue;
+			}
+			timeout = Min(TimestampDifferenceMilliseconds(now, stall_at), 1000L);
+		}
 		/* The postmaster sets our latch when the worker stops. */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
+						 Max(timeout, 1L), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 	pfree(handle);
@@ -930,8 +1075,11 @@ launcher_sweep_database(HarborSweeperShared *shared, int slotno, Oid dboid,
 
 	SpinLockAcquire(&shared->mutex);
 	finished = slot->round_finished || slot->generation != args.generation;
+	/* A worker that has not started yet never will. */
+	if (!finished)
+		slot->launch++;
 	SpinLockRelease(&shared->mutex);
-	if (!finished &&
+	if (!finished && !terminated &&
 		slot_set_state(slot, args.generation, HSS_ERROR,
 					   "sweeper worker exited before finishing its round; the server log has the reason"))
 		log_state(dbname, HSS_ERROR, NULL);

@@ -35,7 +35,8 @@ typedef enum HarborSweeperState
 	HSS_NO_WORKER,				/* no background worker slot was free */
 	HSS_YIELDED,				/* left for DROP / ALTER DATABASE */
 	HSS_DISABLED,				/* harbor_orm.sweeper_enabled is off */
-	HSS_STOPPED					/* dynamic worker stopped */
+	HSS_STOPPED,				/* dynamic worker stopped */
+	HSS_LOCK_TIMEOUT			/* round cut short: a table was locked */
 } HarborSweeperState;
 
 /* One database served by the launcher or by a dynamic worker. */
@@ -44,6 +45,7 @@ typedef struct HarborSweeperSlot
 	bool		in_use;
 	bool		dynamic;		/* started by harbor.start_sweeper() */
 	uint32		generation;		/* bumped on every reuse of the slot */
+	uint32		launch;			/* bumped on every worker the launcher starts */
 	NameData	dbname;
 	Oid			dboid;			/* InvalidOid while the database is unknown */
 	Oid			roleid;			/* role a dynamic worker acts as */
@@ -52,6 +54,7 @@ typedef struct HarborSweeperSlot
 	bool		stop_requested; /* harbor.stop_sweeper() was called */
 	bool		round_finished; /* set by the worker at the end of a round */
 	bool		exited;			/* the worker has gone */
+	TimestampTz progress_at;	/* worker start, or its last finished batch */
 	HarborSweeperState state;
 	TimestampTz last_start;
 	TimestampTz last_end;
@@ -78,10 +81,15 @@ typedef struct HarborSweeperArgs
 {
 	int			slot;
 	uint32		generation;
+	uint32		launch;			/* launcher workers: slot launch it belongs to */
 	Oid			dboid;
 	Oid			roleid;			/* InvalidOid: bootstrap superuser */
 	bool		dynamic;		/* serve until stopped, not one round */
 } HarborSweeperArgs;
+
+/* GUCs of the sweeper's transactions, defined in harbor_orm.c */
+extern int	harbor_sweep_lock_timeout;	/* ms, 0: no limit */
+extern int	harbor_sweep_statement_timeout; /* ms */
 
 /* sweeper.c */
 extern void harbor_sweeper_init(void);

@@ -156,6 +156,8 @@ harbor_sweeper_state_name(HarborSweeperState state)
 			return "disabled";
 		case HSS_STOPPED:
 			return "stopped";
+		case HSS_LOCK_TIMEOUT:
+			return "lock_timeout";
 	}
 	return "unknown";
 }
@@ -327,9 +329,12 @@ harbor_start_sweeper(PG_FUNCTION_ARGS)
 				 errmsg("cannot start the sweeper while the server is in recovery"),
 				 errdetail("A standby's reservations are swept by its primary.")));
 
+	/* The session's role can have been dropped since it logged in. */
 	roletup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
 	if (!HeapTupleIsValid(roletup))
-		elog(ERROR, "cache lookup failed for role %u", roleid);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", roleid)));
 	canlogin = ((Form_pg_authid) GETSTRUCT(roletup))->rolcanlogin;
 	ReleaseSysCache(roletup);
 	if (!canlogin)
@@ -444,6 +449,10 @@ harbor_stop_sweeper(PG_FUNCTION_ARGS)
 	pid_t		pid = 0;
 	int			slotno;
 	TimestampTz deadline;
+
+	/* Nothing sweeps during recovery (start_sweeper refuses there). */
+	if (RecoveryInProgress())
+		PG_RETURN_BOOL(false);
 
 	lock_sweeper_control();
 	shared = harbor_sweeper_shmem();

@@ -36,12 +36,29 @@ echo "  refused:  $refused with exit code 3 (insufficient stock, SQLSTATE HB001)
 other=$((20 - ok - refused))
 [ "$other" -eq 0 ] || echo "  other failures: $other"
 echo "  a refusal reads:"
-example=$(grep -lx 3 "$out"/*.rc | head -1 || true)
-[ -n "$example" ] && sed 's/^/    /' "${example%.rc}"
+# No pipe into head here or below: under pipefail a reader that stops
+# early kills the writer with SIGPIPE and the step with exit code 141.
+# The loops stop at what they need instead.
+example=
+reserved=()
+for f in "$out"/*.rc; do
+  rc=$(<"$f")
+  if [ "$rc" = 3 ] && [ -z "$example" ]; then
+    example=${f%.rc}
+  elif [ "$rc" = 0 ] && [ "${#reserved[@]}" -lt 3 ]; then
+    reserved+=("order-$(basename "$f" .rc)")
+  fi
+done
+if [ -n "$example" ]; then
+  sed 's/^/    /' "$example"
+fi
 echo
 
-first=$(for f in "$out"/*.rc; do if [ "$(cat "$f")" = 0 ]; then basename "$f" .rc; fi; done | head -3)
-a=order-$(echo "$first" | sed -n 1p); b=order-$(echo "$first" | sed -n 2p); c=order-$(echo "$first" | sed -n 3p)
+if [ "${#reserved[@]}" -lt 3 ]; then
+  echo "(only ${#reserved[@]} checkouts reserved: nothing to confirm)"
+  exit 1
+fi
+a=${reserved[0]}; b=${reserved[1]}; c=${reserved[2]}
 echo "Payment succeeds for $a and $b, $c cancels:"
 for cmd in "confirm $a" "confirm $b" "release $c"; do
   echo "\$ harbor $cmd"

@@ -29,13 +29,20 @@ stock=$(q "SELECT stock_qty FROM variants WHERE id = $item")
 other=$(q "SELECT id FROM variants WHERE stock_qty > 5 AND id <> $item ORDER BY id LIMIT 1")
 
 echo
-echo "Change notifications on for variants; 'harbor listen' waits for them in the background."
-q "SELECT harbor.enable_change_notify('variants')" >/dev/null
+echo "Change notifications on for variants.  Any role that can connect may LISTEN, so"
+echo "by default they carry no keys; the shop's cache needs them, and the owner of"
+echo "variants chooses to send them, on a channel of their own:"
+echo "  SELECT harbor.enable_change_notify('variants', channel => 'variants_changes', payload => 'keys');"
+q "SELECT harbor.enable_change_notify('variants', channel => 'variants_changes', payload => 'keys')" >/dev/null
+echo "'harbor listen --channel variants_changes' waits for them in the background."
 listen_out=$(mktemp)
-harbor listen --timeout 4 > "$listen_out" 2>&1 &
+# Five committed statements change variants below (A's hold, C's two lines,
+# C's release of both); the listener stops after them, the timeout only
+# bounds a run that went wrong.
+harbor listen --channel variants_changes --count 5 --timeout 20 > "$listen_out" 2>&1 &
 listener=$!
 for _ in $(seq 1 50); do
-  [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN harbor_changes%'")" = 1 ] && break
+  [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN \"variants_changes\"'")" = 1 ] && break
   sleep 0.1
 done
 

@@ -171,28 +171,43 @@ void		harbor_free(void *p);
 
 /*
  * Change notifications (harbor.enable_change_notify).  The payload is
- * {"model": ..., "op": "insert"|"update"|"delete"|"truncate", "ids": [...]},
- * where ids is null when the ids are unknown (truncate, oversized keys).
+ * {"model": ..., "op": "insert"|"update"|"delete"|"truncate"} followed, as
+ * the one who enabled them chose, by nothing ("none"), "count": N
+ * ("count", the default) or "ids": [...] ("keys").  ids is "null" when the
+ * payload has no ids or the ids are unknown (truncate, oversized keys):
+ * treat the whole model as changed.
  */
 typedef struct harbor_change
 {
 	const char *model;			/* decoded model name */
 	const char *op;
-	const char *ids;			/* the JSON text of "ids" */
+	const char *ids;			/* the JSON text of "ids", or "null" */
 	const char *payload;		/* the whole JSON payload */
 	int			sender_pid;
+	const char *channel;		/* the channel it came on */
+	long long	count;			/* "count", or -1 when absent or null */
 } harbor_change;
 
 /* Return non-zero to stop harbor_listen. */
 typedef int (*harbor_change_cb) (const harbor_change *change, void *arg);
 
+/* The channel enable_change_notify uses unless told otherwise. */
+#define HARBOR_DEFAULT_CHANNEL "harbor_changes"
+
 /*
- * LISTEN on harbor_changes (once per connection) and deliver
- * notifications to cb until it returns non-zero or timeout_ms passes
- * (-1: no timeout, 0: only what has already arrived).  LISTEN is session
- * state: use a direct connection, not a transaction-pooling PgBouncer.
- * *delivered (may be NULL) counts the notifications passed to cb.
+ * LISTEN on channel (NULL: HARBOR_DEFAULT_CHANNEL; once per connection, and
+ * one channel per connection: naming another leaves the previous one) and
+ * deliver notifications to cb until it returns non-zero or timeout_ms
+ * passes (-1: no timeout, 0: only what has already arrived).  LISTEN is
+ * session state: use a direct connection, not a transaction-pooling
+ * PgBouncer.  *delivered (may be NULL) counts the notifications passed to
+ * cb.  PostgreSQL has no privilege on LISTEN: any role that can connect
+ * receives what is sent on a channel it names.
  */
+harbor_status harbor_listen_channel(harbor_conn *conn, const char *channel,
+									harbor_change_cb cb, void *arg,
+									int timeout_ms, int *delivered);
+/* harbor_listen_channel on HARBOR_DEFAULT_CHANNEL */
 harbor_status harbor_listen(harbor_conn *conn, harbor_change_cb cb, void *arg,
 							int timeout_ms, int *delivered);
 harbor_status harbor_unlisten(harbor_conn *conn);

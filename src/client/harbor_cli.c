@@ -501,6 +501,7 @@ typedef struct cmdopts
 	int			batch;
 	int			timeout;		/* seconds, -1 none */
 	int			count;			/* notifications, -1 none */
+	const char *channel;		/* listen: NULL for the default */
 	char	   *pos[256];
 	int			npos;
 } cmdopts;
@@ -528,6 +529,11 @@ parse_cmdopts(int argc, char **argv, cmdopts *o)
 		{
 			NEED_VALUE();
 			o->model = v;
+		}
+		else if (strcmp(a, "--channel") == 0)
+		{
+			NEED_VALUE();
+			o->channel = v;
 		}
 		else if (strcmp(a, "--filter") == 0)
 		{
@@ -968,6 +974,8 @@ on_change(const harbor_change *ch, void *arg)
 
 	if (json_output)
 		printf("%s\n", ch->payload);
+	else if (ch->count >= 0)
+		printf("%-8s %-16s count=%lld\n", ch->op, ch->model, ch->count);
 	else
 		printf("%-8s %-16s ids=%s\n", ch->op, ch->model, ch->ids);
 	fflush(stdout);
@@ -989,8 +997,8 @@ cmd_listen(harbor_conn *conn, int argc, char **argv)
 	left = o.count;
 	if (left == 0)
 		return EXIT_OK;
-	st = harbor_listen(conn, on_change, &left,
-					   o.timeout < 0 ? -1 : o.timeout * 1000, NULL);
+	st = harbor_listen_channel(conn, o.channel, on_change, &left,
+							   o.timeout < 0 ? -1 : o.timeout * 1000, NULL);
 	if (st != HARBOR_OK)
 		return fail(conn, st);
 	return EXIT_OK;
@@ -1019,10 +1027,11 @@ static const command commands[] = {
 	{"status", "[ITEM [--model MODEL]]",
 	"Reservations by status and the expiry sweeper's state; with ITEM, that item's stock.",
 	cmd_status},
-	{"listen", "[--timeout SECONDS] [--count N]",
-	"Print change notifications (harbor.enable_change_notify) as they arrive; stops after\n"
-	"  SECONDS or N notifications if given.  Needs a direct connection, not a\n"
-	"  transaction-pooling PgBouncer.", cmd_listen},
+	{"listen", "[--channel NAME] [--timeout SECONDS] [--count N]",
+	"Print change notifications (harbor.enable_change_notify) as they arrive, from\n"
+	"  channel NAME (default harbor_changes); stops after SECONDS or N notifications\n"
+	"  if given.  Needs a direct connection, not a transaction-pooling PgBouncer.",
+	cmd_listen},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -119,6 +119,7 @@ struct harbor_conn
 	char		hint[ERRBUF];
 	int			retries;
 	bool		listening;
+	char		channel[64];	/* what LISTEN named, when listening */
 	bool		prepared[N_STATEMENTS];
 	uint64_t	rng;			/* xorshift state for the backoff jitter */
 	pk_type_entry *pk_types;	/* model -> key type, for load/get */
@@ -1194,6 +1195,7 @@ deliver(PGnotify *n, harbor_change_cb cb, void *arg)
 	harbor_change ch;
 	const char *opv = payload_value(n->extra, "op");
 	const char *idsv = payload_value(n->extra, "ids");
+	const char *countv = payload_value(n->extra, "count");
 	char	   *model = json_string_decode(payload_value(n->extra, "model"));
 	char	   *op = json_string_decode(opv);
 	char	   *ids = NULL;
@@ -1214,9 +1216,12 @@ deliver(PGnotify *n, harbor_change_cb cb, void *arg)
 	}
 	ch.model = model ? model : "";
 	ch.op = op ? op : "";
+	/* no ids (payload "count" or "none"): the whole model counts as changed */
 	ch.ids = ids ? ids : "null";
 	ch.payload = n->extra;
 	ch.sender_pid = n->be_pid;
+	ch.channel = n->relname;
+	ch.count = countv && *countv >= '0' && *countv <= '9' ? strtoll(countv, NULL, 10) : -1;
 	stop = cb(&ch, arg);
 	free(model);
 	free(op);
@@ -1233,9 +1238,33 @@ now_ms(void)
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* LISTEN or UNLISTEN channel, quoted as an identifier. */
+static harbor_status
+channel_command(harbor_conn *conn, const char *verb, const char *channel)
+{
+	char	   *ident = PQescapeIdentifier(conn->pg, channel, strlen(channel));
+	char		sql[160];
+	harbor_status st;
+
+	if (ident == NULL)
+		return invalid_argument(conn, "invalid channel name");
+	snprintf(sql, sizeof(sql), "%s %s", verb, ident);
+	PQfreemem(ident);
+	st = simple_command(conn, sql);
+	return st;
+}
+
 harbor_status
 harbor_listen(harbor_conn *conn, harbor_change_cb cb, void *arg, int timeout_ms,
 			  int *delivered)
+{
+	return harbor_listen_channel(conn, NULL, cb, arg, timeout_ms, delivered);
+}
+
+harbor_status
+harbor_listen_channel(harbor_conn *conn, const char *channel,
+					  harbor_change_cb cb, void *arg, int timeout_ms,
+					  int *delivered)
 {
 	int64_t		deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	int			count = 0;
@@ -1246,10 +1275,22 @@ harbor_listen(harbor_conn *conn, harbor_change_cb cb, void *arg, int timeout_ms,
 	conn->retries = 0;
 	if (cb == NULL)
 		return invalid_argument(conn, "callback must not be null");
+	if (channel == NULL)
+		channel = HARBOR_DEFAULT_CHANNEL;
+	if (channel[0] == '\0' || strlen(channel) >= sizeof(conn->channel))
+		return invalid_argument(conn, "a channel name has 1 to 63 bytes");
+	if (conn->listening && strcmp(conn->channel, channel) != 0)
+	{
+		/* one channel per connection: leave the previous one */
+		if (channel_command(conn, "UNLISTEN", conn->channel) != HARBOR_OK)
+			return conn->status;
+		conn->listening = false;
+	}
 	if (!conn->listening)
 	{
-		if (simple_command(conn, "LISTEN harbor_changes") != HARBOR_OK)
+		if (channel_command(conn, "LISTEN", channel) != HARBOR_OK)
 			return conn->status;
+		snprintf(conn->channel, sizeof(conn->channel), "%s", channel);
 		conn->listening = true;
 	}
 
@@ -1270,7 +1311,7 @@ harbor_listen(harbor_conn *conn, harbor_change_cb cb, void *arg, int timeout_ms,
 		{
 			int			stop = 0;
 
-			if (strcmp(n->relname, "harbor_changes") == 0)
+			if (strcmp(n->relname, conn->channel) == 0)
 			{
 				count++;
 				if (delivered)
@@ -1309,7 +1350,8 @@ harbor_listen(harbor_conn *conn, harbor_change_cb cb, void *arg, int timeout_ms,
 harbor_status
 harbor_unlisten(harbor_conn *conn)
 {
-	harbor_status st = simple_command(conn, "UNLISTEN harbor_changes");
+	harbor_status st = channel_command(conn, "UNLISTEN",
+									   conn->listening ? conn->channel : HARBOR_DEFAULT_CHANNEL);
 
 	if (st == HARBOR_OK)
 		conn->listening = false;

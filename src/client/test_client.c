@@ -572,6 +572,8 @@ typedef struct seen
 	char		ops[16][16];
 	char		ids[16][64];
 	char		models[16][32];
+	char		channels[16][64];
+	long long	counts[16];
 	const char *stop_ids;
 } seen;
 
@@ -585,6 +587,8 @@ collect(const harbor_change *ch, void *arg)
 		snprintf(s->ops[s->n], sizeof(s->ops[0]), "%s", ch->op);
 		snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", ch->ids);
 		snprintf(s->models[s->n], sizeof(s->models[0]), "%s", ch->model);
+		snprintf(s->channels[s->n], sizeof(s->channels[0]), "%s", ch->channel);
+		s->counts[s->n] = ch->count;
 		s->n++;
 	}
 	return s->stop_ids && strcmp(ch->ids, s->stop_ids) == 0;
@@ -597,7 +601,8 @@ test_notifications(harbor_conn *c)
 	seen		s;
 	int			delivered;
 
-	admin_value("SELECT harbor.enable_change_notify('ct_items')");
+	/* the tests below look at ids, which are sent only when asked for */
+	admin_value("SELECT harbor.enable_change_notify('ct_items', payload => 'keys')");
 	memset(&s, 0, sizeof(s));
 	expect(l, harbor_listen(l, collect, &s, 0, &delivered), HARBOR_OK, "listen (subscribe)");
 	CHECK(delivered == 0, "nothing yet");
@@ -644,6 +649,26 @@ test_notifications(harbor_conn *c)
 	CHECK(s.n >= 4 && strcmp(s.ops[1], "insert") == 0 && strcmp(s.ops[s.n - 2], "insert") == 0,
 		  "bulk insert split into %d notifications", s.n - 2);
 	admin_value("DELETE FROM client_t.items WHERE id >= 1000");
+
+	/*
+	 * The default payload: a count and no ids, here on a channel of the
+	 * model's own.  Listening there leaves harbor_changes.
+	 */
+	admin_value("SELECT harbor.enable_change_notify('ct_items', channel => 'ct items')");
+	memset(&s, 0, sizeof(s));
+	expect(l, harbor_listen_channel(l, "ct items", collect, &s, 0, &delivered), HARBOR_OK,
+		   "listen on a channel that needs quoting");
+	expect(c, harbor_reserve_stock(c, 14, 1, "count-order", NULL, NULL, NULL), HARBOR_OK,
+		   "reserve with the count payload");
+	s.stop_ids = "null";
+	expect(l, harbor_listen_channel(l, "ct items", collect, &s, 20000, &delivered), HARBOR_OK,
+		   "listen for a count");
+	CHECK(s.n == 1 && strcmp(s.ids[0], "null") == 0 && s.counts[0] == 1 &&
+		  strcmp(s.channels[0], "ct items") == 0 && strcmp(s.ops[0], "update") == 0,
+		  "count payload: %s ids=%s count=%lld on \"%s\"", s.n ? s.ops[0] : "",
+		  s.n ? s.ids[0] : "", s.n ? s.counts[0] : -2, s.n ? s.channels[0] : "");
+	expect(l, harbor_listen_channel(l, "", collect, &s, 0, &delivered), HARBOR_INVALID_ARGUMENT,
+		   "empty channel name");
 
 	expect(l, harbor_unlisten(l), HARBOR_OK, "unlisten");
 	admin_value("SELECT harbor.disable_change_notify('ct_items')");

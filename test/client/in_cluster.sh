@@ -17,7 +17,7 @@ notok() { echo "not ok - $*"; fail=1; }
 # ---------------------------------------------------------------- library, direct, valgrind
 echo "== libharbor, direct connection, under valgrind"
 fresh_db client_direct || exit 1
-if psql -X -At -d client_direct -c "SELECT to_regprocedure('harbor.reserve_stock(bigint,integer,text,interval,text)')::oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = 'harbor.reserve_stock(bigint,integer,text,interval,text)'::regprocedure AND d.deptype = 'e')" | grep -q t; then
+if [ "$(psql -X -At -d client_direct -c "SELECT to_regprocedure('harbor.reserve_stock(bigint,integer,text,interval,text)')::oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = 'harbor.reserve_stock(bigint,integer,text,interval,text)'::regprocedure AND d.deptype = 'e')")" = t ]; then
   echo "# reservation functions: stand-ins from test/client/stubs.sql (server side not installed)"
 fi
 if valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
@@ -156,24 +156,32 @@ expect_exit 0 "find" -- $harbor find ct_items --filter '{"product_id": 2}' --lim
 grep -q "(3 rows)" "$tmp/out" && ok "find honours the limit" || { notok "find output"; cat "$tmp/out"; }
 expect_exit 2 "find on an unknown model" -- $harbor find nope
 expect_exit 2 "hostile id" -- $harbor get ct_items "1'; DROP TABLE client_t.items; --"
-psql -X -At -c "SELECT count(*) FROM client_t.items" | grep -qx 20 && ok "table intact" || notok "table changed"
+[ "$(psql -X -At -c "SELECT count(*) FROM client_t.items")" = 20 ] && ok "table intact" || notok "table changed"
 
-# listen: a reservation's commit arrives, printed by harbor listen
+# listen: a reservation's commit arrives, printed by harbor listen; first
+# the default payload (a count, no keys) on the default channel, then keys
+# on a channel of the model's own, as the one who enables them chooses
+listen_once() {  # CHANNEL ITEM ORDER EXPECTED-LINE
+  $harbor listen --channel "$1" --count 1 --timeout 30 > "$tmp/listen.out" 2>&1 &
+  local lpid=$! lrc
+  for _ in $(seq 1 100); do
+    [ "$(psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN \"$1\"'")" = 1 ] && break
+    sleep 0.1
+  done
+  $harbor reserve "$2" 1 "$3" >/dev/null
+  wait $lpid
+  lrc=$?
+  if [ $lrc -eq 0 ] && [ "$(cat "$tmp/listen.out")" = "$4" ]; then
+    ok "harbor listen --channel $1 printed: $(cat "$tmp/listen.out")"
+  else
+    notok "harbor listen --channel $1 (exit $lrc)"; cat "$tmp/listen.out"
+  fi
+}
 psql -X -q -c "SELECT harbor.enable_change_notify('ct_items')" >/dev/null
-$harbor listen --count 1 --timeout 30 > "$tmp/listen.out" 2>&1 &
-lpid=$!
-for _ in $(seq 1 100); do
-  psql -X -At -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN harbor_changes%'" | grep -qx 1 && break
-  sleep 0.1
-done
-$harbor reserve 7 1 cli-listen >/dev/null
-wait $lpid
-lrc=$?
-if [ $lrc -eq 0 ] && grep -q "update   ct_items         ids=\[7\]" "$tmp/listen.out"; then
-  ok "harbor listen printed: $(cat "$tmp/listen.out")"
-else
-  notok "harbor listen (exit $lrc)"; cat "$tmp/listen.out"
-fi
+listen_once harbor_changes 7 cli-listen "update   ct_items         count=1"
+psql -X -q -c "SELECT harbor.enable_change_notify('ct_items', channel => 'ct_items_changes', payload => 'keys')" >/dev/null
+listen_once ct_items_changes 8 cli-listen-keys "update   ct_items         ids=[8]"
+psql -X -q -c "SELECT harbor.disable_change_notify('ct_items')" >/dev/null
 expect_exit 0 "listen --json with nothing to hear" -- $harbor --json listen --timeout 1
 
 [ $fail -eq 0 ] && echo "client suite: all passed"

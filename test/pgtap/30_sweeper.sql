@@ -4,7 +4,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
-SELECT plan(16);
+SELECT plan(19);
 
 SELECT has_function('harbor', 'sweeper_status', '{}'::name[]);
 SELECT has_function('harbor', 'start_sweeper', '{}'::name[]);
@@ -42,6 +42,14 @@ SELECT is(harbor.stop_sweeper(), false, 'stop_sweeper returns false when no dyna
 SELECT is((SELECT count(*) FROM harbor.sweeper_status()
             WHERE database = current_database() AND mode = 'dynamic'), 0::bigint,
           'no dynamic sweeper is listed for this database');
+
+-- The sweeper's time limits: server-wide, reloadable, not per session.
+SELECT is(current_setting('harbor_orm.sweep_lock_timeout'), '1s',
+          'a sweep waits at most 1 s for a lock by default');
+SELECT is(current_setting('harbor_orm.sweep_statement_timeout'), '1min',
+          'a sweep batch runs at most 1 min by default');
+SELECT throws_ok('SET harbor_orm.sweep_lock_timeout = 0', '55P02', NULL,
+                 'the lock timeout is not a session setting');
 
 SELECT * FROM finish();
 ROLLBACK;

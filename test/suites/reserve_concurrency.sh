@@ -121,7 +121,7 @@ rc=$?
 check "pgbench finished without errors" "$rc" "0"
 grep -E "^(number of (transactions actually processed|failed transactions)|tps)" "$work/pgbench.out" | sed 's/^/# /'
 if grep -qiE "deadlock|aborted|error" "$work/pgbench.out"; then
-  not_ok "no errors or deadlocks in the pgbench output" "$(grep -iE 'deadlock|aborted|error' "$work/pgbench.out" | head -5)"
+  not_ok "no errors or deadlocks in the pgbench output" "$(grep -m5 -iE 'deadlock|aborted|error' "$work/pgbench.out")"
 else
   ok "no errors or deadlocks in the pgbench output"
 fi

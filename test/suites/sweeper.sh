@@ -45,7 +45,7 @@ sqlstate() {
   local out
   out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$1" -c '\set VERBOSITY verbose' -c "$2" 2>&1 >/dev/null)
   if [ -z "$out" ] || ! grep -q 'ERROR:' <<<"$out"; then echo ok; return; fi
-  sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$out" | head -1
+  sed -n '/^ERROR:  [0-9A-Z]\{5\}:/{s/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p;q}' <<<"$out"
 }
 
 # wait_for DESCRIPTION SECONDS DB SQL EXPECTED: polls until SQL gives EXPECTED.
@@ -117,6 +117,22 @@ make_shop() {
           SELECT harbor.enable_stock('items');" >/dev/null || bail "set up shop $1"
 }
 
+# hold_lock DB SQL: runs SQL in an open transaction in the background (to
+# hold the locks it takes) until release_lock.
+hold_lock() {
+  psql -X -q -d "$1" -c "SET application_name = 'test_locker'" \
+    -c "BEGIN; $2; SELECT pg_sleep(600)" >/dev/null 2>&1 &
+  wait_for "the locking session holds its lock" 15 postgres \
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test_locker' AND wait_event = 'PgSleep'" 1
+}
+
+release_lock() {
+  q postgres "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'test_locker'" >/dev/null
+  wait_for "the locking session is gone" 15 postgres \
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test_locker'" 0
+  wait
+}
+
 status() {  # status DB FIELD: the field of DB's row in sweeper_status()
   q postgres "SELECT $2 FROM harbor.sweeper_status() WHERE database = '$1'"
 }
@@ -125,7 +141,7 @@ status() {  # status DB FIELD: the field of DB's row in sweeper_status()
 # With harbor_orm preloaded: the launcher.
 # ---------------------------------------------------------------------
 preloaded() {
-  local pid newpid rounds
+  local pid newpid rounds logged errs
 
   q postgres "CREATE EXTENSION harbor_orm" >/dev/null || bail "CREATE EXTENSION"
   make_shop shop_a
@@ -136,8 +152,8 @@ preloaded() {
   wait_for "the launcher runs" 20 postgres \
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'harbor_orm sweeper launcher'" 1 ||
     bail "no launcher"
-  check "it warned once that it acts as the bootstrap superuser" \
-    "$(log_count 'sweeper acts as the bootstrap superuser')" 1
+  check "it said once that it connects as the bootstrap superuser" \
+    "$(log_count 'sweeper connects as the bootstrap superuser')" 1
 
   # The cluster starts with a one-hour interval: the databases, created
   # after the launcher's first round, are not served yet.
@@ -213,6 +229,87 @@ preloaded() {
   wait_for "and the state is ok again" 10 postgres "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_b'" ok
   check "recovery is logged" "$(log_count 'swept database "shop_b" without error again')" 1
 
+  # A stock table locked for long (a long ALTER TABLE) in one database
+  # holds up neither the other databases nor later rounds, and its holds
+  # are released once the lock is gone.
+  q shop_a "SELECT harbor.reserve_stock(2, 1, 'behind-lock', '1 second')" >/dev/null
+  hold_lock shop_a "LOCK TABLE public.items IN ACCESS EXCLUSIVE MODE"
+  q shop_b "SELECT harbor.reserve_stock(2, 1, 'beside-lock', '1 second')" >/dev/null
+  wait_for "a stock table locked in shop_a does not hold up shop_b" 15 shop_b \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'beside-lock'" expired
+  rounds=$(status shop_a rounds)
+  wait_for "shop_a is tried again every round" 20 postgres \
+    "SELECT rounds >= $rounds + 3 FROM harbor.sweeper_status() WHERE database = 'shop_a'" t
+  check "the hold behind the lock is still active" \
+    "$(q shop_a "SELECT status FROM harbor.stock_reservations WHERE order_id = 'behind-lock'")" active
+  release_lock
+  wait_for "once the lock is gone the hold is released" 15 shop_a \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'behind-lock'" expired
+  wait_for "and shop_a's state is ok" 10 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_a'" ok
+
+  # A lock the sweep has to wait for (here: on harbor.stock_reservations)
+  # is waited for at most harbor_orm.sweep_lock_timeout (1 s): the round
+  # ends, one LOG line says so, and every round tries again.
+  logged=$(log_count 'skipped the rest of its round in database "shop_a": canceling statement due to lock timeout')
+  errs=$(status shop_a errors)
+  q shop_a "SELECT harbor.reserve_stock(2, 1, 'behind-lock-2', '1 second')" >/dev/null
+  hold_lock shop_a "LOCK TABLE harbor.stock_reservations IN EXCLUSIVE MODE"
+  q shop_b "SELECT harbor.reserve_stock(2, 1, 'beside-lock-2', '1 second')" >/dev/null
+  wait_for "a lock in shop_a does not hold up shop_b" 15 shop_b \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'beside-lock-2'" expired
+  wait_for "shop_a's round ends at the lock timeout" 15 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_a'" lock_timeout
+  rounds=$(status shop_a rounds)
+  wait_for "and is tried again every round" 20 postgres \
+    "SELECT rounds >= $rounds + 3 FROM harbor.sweeper_status() WHERE database = 'shop_a'" t
+  check "one LOG line for the lock timeout, however many rounds" \
+    "$(log_count 'skipped the rest of its round in database "shop_a": canceling statement due to lock timeout')" $((logged + 1))
+  check "a lock timeout is not counted as an error" "$(status shop_a errors)" "$errs"
+  release_lock
+  wait_for "once the lock is gone that hold is released too" 15 shop_a \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'behind-lock-2'" expired
+  wait_for "and shop_a's state is ok again" 10 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_a'" ok
+
+  # A batch that runs too long (a trigger that sleeps) is cancelled at
+  # harbor_orm.sweep_statement_timeout; the other databases go on.
+  q postgres "ALTER SYSTEM SET harbor_orm.sweep_statement_timeout = '2s'" "SELECT pg_reload_conf()" >/dev/null
+  q shop_a "SELECT harbor.reserve_stock(3, 1, 'slow', '1 second');
+            CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql
+              AS 'BEGIN PERFORM pg_sleep(600); RETURN NEW; END';
+            CREATE TRIGGER slow BEFORE UPDATE ON public.items
+              FOR EACH ROW EXECUTE FUNCTION public.slow()" >/dev/null
+  wait_for "a batch longer than sweep_statement_timeout is cancelled" 15 postgres \
+    "SELECT state || ': ' || last_error FROM harbor.sweeper_status() WHERE database = 'shop_a'" \
+    'error: canceling statement due to statement timeout'
+  q shop_b "SELECT harbor.reserve_stock(3, 1, 'beside-slow', '1 second')" >/dev/null
+  wait_for "meanwhile shop_b is swept" 20 shop_b \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'beside-slow'" expired
+  q shop_a "DROP TRIGGER slow ON public.items; DROP FUNCTION public.slow()" >/dev/null
+  wait_for "without the trigger the slow hold is released" 15 shop_a \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'slow'" expired
+
+  # A worker stuck where no timeout reaches it (here: connecting to a
+  # database that an open ALTER DATABASE RENAME keeps locked, with
+  # sweep_lock_timeout = 0) is terminated by the launcher once it has
+  # finished no batch for sweep_statement_timeout + 10 s; the launcher
+  # goes on with the other databases.
+  q postgres "ALTER SYSTEM SET harbor_orm.sweep_lock_timeout = 0" "SELECT pg_reload_conf()" >/dev/null
+  hold_lock postgres "ALTER DATABASE shop_a RENAME TO shop_a_renamed"
+  q shop_b "SELECT harbor.reserve_stock(4, 1, 'beside-stuck', '1 second')" >/dev/null
+  wait_log "the launcher terminates a worker that makes no progress" 30 \
+    'sweeper worker for database "shop_a" has finished no batch for 1[0-9] s; terminating it' 1
+  wait_for "and goes on: shop_b is swept" 20 shop_b \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'beside-stuck'" expired
+  check "the status says why" \
+    "$(status shop_a "state || ': ' || (last_error LIKE 'sweeper worker terminated after 1_ s without progress')")" "error: true"
+  release_lock
+  q postgres "ALTER SYSTEM RESET harbor_orm.sweep_lock_timeout" \
+    "ALTER SYSTEM RESET harbor_orm.sweep_statement_timeout" "SELECT pg_reload_conf()" >/dev/null
+  wait_for "shop_a is served again" 20 postgres \
+    "SELECT state FROM harbor.sweeper_status() WHERE database = 'shop_a'" ok
+
   # The sweeper acts as harbor_orm.sweeper_role.
   q postgres "CREATE ROLE sweeper LOGIN" >/dev/null
   q postgres "ALTER SYSTEM SET harbor_orm.sweeper_role = 'nobody_here'" "SELECT pg_reload_conf()" >/dev/null
@@ -228,7 +325,7 @@ preloaded() {
   wait_for "with the documented grants the role sweeps" 15 shop_a \
     "SELECT status FROM harbor.stock_reservations WHERE order_id = 'as-role'" expired
   q postgres "ALTER SYSTEM SET harbor_orm.sweeper_role = ''" "SELECT pg_reload_conf()" >/dev/null
-  wait_log "setting the role back to empty warns again" 10 'sweeper acts as the bootstrap superuser' 2
+  wait_log "setting the role back to empty says so again" 10 'sweeper connects as the bootstrap superuser' 2
 
   check "start_sweeper refuses a database the launcher serves" \
     "$(sqlstate shop_a "SELECT harbor.start_sweeper()")" 55000
@@ -309,10 +406,10 @@ dynamic() {
   check "the failed start leaves no status behind" "$(q d3 "SELECT count(*) FROM harbor.sweeper_status() WHERE database = 'd3'")" 0
 
   check "a role that may execute stop_sweeper still needs the worker's privileges" \
-    "$(q d2 "GRANT EXECUTE ON FUNCTION harbor.stop_sweeper() TO clerk" "SET ROLE clerk" "SELECT harbor.stop_sweeper()" | head -1)" \
+    "$(q d2 "GRANT EXECUTE ON FUNCTION harbor.stop_sweeper() TO clerk" "SET ROLE clerk" "SELECT harbor.stop_sweeper()" | sed -n 1p)" \
     "ERROR:  permission denied to stop the sweeper of database \"d2\""
   check "a role that cannot log in cannot start one" \
-    "$(q d3 "CREATE ROLE nologin_admin SUPERUSER NOLOGIN" "SET ROLE nologin_admin" "SELECT harbor.start_sweeper()" | head -1)" \
+    "$(q d3 "CREATE ROLE nologin_admin SUPERUSER NOLOGIN" "SET ROLE nologin_admin" "SELECT harbor.start_sweeper()" | sed -n 1p)" \
     "ERROR:  role \"nologin_admin\" cannot start the sweeper"
 
   # DROP DATABASE while a dynamic worker serves it: it steps aside.
