@@ -131,21 +131,31 @@ fi
 
 if grep -qE 'terminated by signal|all server processes terminated|PANIC:' "$out/server.log"; then
   echo "not ok - the server crashed; reproducers in $out/crash_*.sql"
-  grep -A1 -E 'terminated by signal' "$out/server.log" |
-    sed -n 's/.*DETAIL:  Failed process was running: //p' |
-    awk -v dir="$out" '{ f = sprintf("%s/crash_%d.sql", dir, ++n); print $0 ";" > f; close(f) }'
+  # the query of each crashed backend: the DETAIL line and its continuations
+  perl -ne '
+    BEGIN { $dir = shift }
+    if (/DETAIL:  Failed process was running: (.*)/) { $q = "$1\n"; $in = 1; next }
+    if ($in && /^\t(.*)/) { $q .= "$1\n"; next }
+    if ($in) { $n++; open my $f, ">", "$dir/crash_$n.sql"; print $f $q, ";\n"; close $f; $in = 0 }
+    END { if ($in) { $n++; open my $f, ">", "$dir/crash_$n.sql"; print $f $q, ";\n"; close $f } }
+  ' "$out" "$out/server.log"
   grep -E -A1 'terminated by signal' "$out/server.log" | head -n 10
   fail=1
 else
   echo "ok - no crash"
 fi
 
-# XX000 errors: the STATEMENT line that follows the error in the same backend.
+# XX000 errors: the message, and the statement (with its continuation
+# lines) that the same backend logged after it, one tab-separated line each.
 perl -ne '
-  if (/^\S+ \S+ \S+ \[(\d+)\] XX000 ERROR:  (.*)/) { $err{$1} = $2; next }
+  sub flush { if (defined $stmt) { print "$msg\t$stmt\n"; undef $stmt } }
+  if (/^\S+ \S+ \S+ \[(\d+)\] XX000 ERROR:  (.*)/) { flush(); $err{$1} = $2; next }
   if (/^\S+ \S+ \S+ \[(\d+)\] XX000 STATEMENT:  (.*)/ && exists $err{$1}) {
-    print "$err{$1}\t$2\n"; delete $err{$1};
-  }' "$out/server.log" >"$out/xx000.tsv"
+    flush(); $msg = delete $err{$1}; $stmt = $2; next
+  }
+  if (defined $stmt && /^\t(.*)/) { $stmt .= " $1"; next }
+  flush();
+  END { flush() }' "$out/server.log" >"$out/xx000.tsv"
 grep -i 'harbor\.' "$out/xx000.tsv" >"$out/xx000_harbor.tsv" || true
 others=$(grep -vci 'harbor\.' "$out/xx000.tsv" || true)
 [ "${others:-0}" -gt 0 ] && echo "# $others XX000 errors from statements that call no harbor function (PostgreSQL's own), in $out/xx000.tsv"
