@@ -104,6 +104,20 @@ SELECT harbor.register_model('lt.typed');
 SELECT harbor.load('typed', ARRAY[1, 2]) = (SELECT jsonb_agg(to_jsonb(x) ORDER BY id) FROM lt.typed x) AS same_as_to_jsonb;
 SELECT harbor.load('typed', ARRAY[1, 2]);
 
+-- keys of types rendered through to_jsonb (a range) are bound and hashed
+-- as their own type; only the output goes through to_jsonb
+CREATE TABLE lt.spans (span int4range PRIMARY KEY, labels text[], extra json);
+CREATE TABLE lt.bookings (id serial PRIMARY KEY, span int4range REFERENCES lt.spans (span), who text);
+INSERT INTO lt.spans VALUES ('[1,5)', '{a,b}', '{"x": [1, 2]}'), ('[5,9)', '{}', NULL);
+INSERT INTO lt.bookings (span, who) VALUES ('[1,5)', 'ann'), ('[1,5)', 'bob'), ('[5,9)', 'cy');
+SELECT harbor.register_model('lt.spans');
+SELECT harbor.register_model('lt.bookings');
+SELECT model, name, kind, target FROM harbor.relationships WHERE model IN ('spans', 'bookings') ORDER BY 1, 2;
+SELECT harbor.load('spans', ARRAY['[5,9)', '[1,5)', '[7,8)']::int4range[], '{bookings}');
+SELECT harbor.load('bookings', ARRAY[3, 1, 2], '{spans}');
+SELECT harbor.load('spans', ARRAY['[1,5)']::int4range[]) = (SELECT jsonb_agg(to_jsonb(s)) FROM lt.spans s WHERE span = '[1,5)') AS same_as_to_jsonb;
+DROP TABLE lt.bookings, lt.spans;
+
 -- the registry changing (a new column) is picked up by the kept plans
 ALTER TABLE lt.brands ADD COLUMN country text DEFAULT 'NZ';
 SELECT harbor.load('products', ARRAY[1], '{brand}') -> 0 -> 'brand';
@@ -193,7 +207,113 @@ SELECT harbor.register_model('lt.notes');
 SELECT harbor.load('notes', ARRAY[1], '{brand}');
 SELECT harbor.last_load_stats() IS NULL AS no_stats_after_error;
 
+-- DDL under warm caches: the right answer or a clean error, never a crash.
+-- Column types come from the catalog, not the registry's snapshot, and
+-- every statement's result is checked against them.  With event triggers
+-- off the registry does not hear of a type change; the kept plans did, and
+-- a text conversion of what became an int4 crashed the server.
+SELECT harbor.get('brands', 1), harbor.load('products', ARRAY[1], '{brand}') -> 0 -> 'brand' AS brand;
+SET session_replication_role = replica;
+ALTER TABLE lt.brands ALTER COLUMN name TYPE integer USING length(name);
+RESET session_replication_role;
+SELECT harbor.get('brands', 1), harbor.load('products', ARRAY[1], '{brand}') -> 0 -> 'brand' AS brand;
+SELECT harbor.find('brands', '{"name": 4}');
+SELECT column_types FROM harbor.models WHERE name = 'brands';
+SELECT harbor.register_model('lt.brands');
+SELECT column_types FROM harbor.models WHERE name = 'brands';
+SELECT harbor.get('brands', 1);
+-- a key column changing type: keys are bound and hashed as the new type
+SELECT harbor.load('products', ARRAY[1], '{variants}') -> 0 -> 'variants' AS variants;
+SET session_replication_role = replica;
+ALTER TABLE lt.variants ALTER COLUMN product_id TYPE bigint;
+RESET session_replication_role;
+SELECT harbor.load('products', ARRAY[1], '{variants}') -> 0 -> 'variants' AS variants;
+SELECT harbor.load('variants', ARRAY[1, 3], '{product.brand}');
+ALTER TABLE lt.products ALTER COLUMN id TYPE bigint;
+SELECT harbor.load('products', ARRAY[1], '{variants, brand}'), harbor.get('products', 3::bigint);
+SELECT harbor.load('variants', ARRAY[1, 3], '{product}');
+-- renamed, moved: the kept plans named the old table
+SELECT harbor.load('variants', ARRAY[1], '{product}');
+ALTER TABLE lt.products RENAME TO goods;
+SELECT harbor.load('variants', ARRAY[1], '{product}');
+SELECT harbor.get('products', 1, '{brand}');
+SELECT harbor.find('products', '{"sku": "MUG"}', '{variants}');
+CREATE SCHEMA lt2;
+ALTER TABLE lt.goods SET SCHEMA lt2;
+SELECT harbor.load('variants', ARRAY[1], '{product}');
+SELECT harbor.get('products', 1, '{brand, tags}');
+ALTER TABLE lt2.goods SET SCHEMA lt;
+ALTER TABLE lt.goods RENAME TO products;
+ALTER TABLE lt.product_tags RENAME TO tagging;
+SELECT harbor.get('products', 1, '{tags}') -> 'tags' AS tags;
+ALTER TABLE lt.tagging RENAME TO product_tags;
+-- a renamed column: the registry follows, or (event triggers off) a clean error
+ALTER TABLE lt.variants RENAME COLUMN size TO size_code;
+SELECT harbor.get('variants', 1);
+SET session_replication_role = replica;
+ALTER TABLE lt.variants RENAME COLUMN size_code TO size;
+RESET session_replication_role;
+SELECT harbor.get('variants', 1);
+SELECT harbor.load('products', ARRAY[1], '{variants}');
+SELECT harbor.register_model('lt.variants');
+SELECT harbor.get('variants', 1);
+-- a dropped column, with and without the registry hearing of it
+ALTER TABLE lt.variants ADD COLUMN note text DEFAULT 'n';
+SELECT harbor.get('variants', 1);
+ALTER TABLE lt.variants DROP COLUMN note;
+SELECT harbor.get('variants', 1);
+ALTER TABLE lt.variants ADD COLUMN note text DEFAULT 'n';
+SELECT harbor.get('variants', 1) ? 'note' AS has_note;
+SET session_replication_role = replica;
+ALTER TABLE lt.variants DROP COLUMN note;
+RESET session_replication_role;
+SELECT harbor.get('variants', 1);
+SELECT harbor.register_model('lt.variants');
+SELECT harbor.get('variants', 1);
+-- a dropped table: its model and relationships go with it
+CREATE TABLE lt.stickers (id serial PRIMARY KEY, product_id integer REFERENCES lt.products (id), text text);
+INSERT INTO lt.stickers (product_id, text) VALUES (1, 'new!');
+SELECT harbor.register_model('lt.stickers');
+SELECT harbor.get('products', 1, '{stickers}') -> 'stickers' AS stickers;
+DROP TABLE lt.stickers;
+SELECT harbor.get('products', 1, '{stickers}') -> 'stickers' AS stickers;
+SELECT harbor.get('stickers', 1);
+
+-- a nested call (from a policy) that changes the registry and loads while
+-- the outer call is running: the outer call's plans and infos stay alive
+-- until the end of the transaction
+CREATE TABLE lt.scratch (id integer PRIMARY KEY);
+CREATE SEQUENCE lt.peeks;
+CREATE FUNCTION lt.peek(p bigint) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    PERFORM nextval('lt.peeks');
+    IF EXISTS (SELECT 1 FROM harbor.model WHERE name = 'scratch') THEN
+        PERFORM harbor.unregister_model('scratch');
+    ELSE
+        PERFORM harbor.register_model('lt.scratch');
+    END IF;
+    RETURN harbor.get('brands', 1, '{products}') IS NOT NULL;
+END $$;
+CREATE POLICY peek ON lt.products FOR SELECT USING (lt.peek(id));
+CREATE POLICY peek ON lt.variants FOR SELECT USING (lt.peek(product_id));
+ALTER TABLE lt.products ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lt.variants ENABLE ROW LEVEL SECURITY;
+SELECT jsonb_array_length(harbor.load('products', ARRAY[1, 2, 3], '{brand, variants, tags}')) AS warm_up;
+SET ROLE lt_reader;
+SELECT jsonb_pretty(harbor.load('products', ARRAY[1, 2, 3], '{brand, variants.product}'));
+SELECT harbor.last_load_stats()->'queries' AS queries;
+SELECT harbor.find('variants', '{"size": "M", "id": {"lte": 3}}', '{product.variants}');
+RESET ROLE;
+SELECT last_value > 10 AS policy_ran FROM lt.peeks;
+ALTER TABLE lt.products DISABLE ROW LEVEL SECURITY;
+ALTER TABLE lt.variants DISABLE ROW LEVEL SECURITY;
+DROP POLICY peek ON lt.products;
+DROP POLICY peek ON lt.variants;
+
+
 DROP SCHEMA lt CASCADE;
+DROP SCHEMA lt2;
 REVOKE ALL ON SCHEMA public FROM lt_reader;
 DROP OWNED BY lt_reader;
 DROP ROLE lt_reader;

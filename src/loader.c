@@ -2,7 +2,8 @@
  *
  * loader.c
  *	  Batched relation loading: harbor.load(), harbor.get(), harbor.find()
- *	  and harbor.last_load_stats().
+ *	  and harbor.last_load_stats(); the SQL entry points and the life of one
+ *	  call.
  *
  * A call loads the root rows with one query, then walks the include tree
  * breadth first: each relationship path costs one query per chunk of
@@ -13,13 +14,13 @@
  * whose target is already in the map, or a relationship already loaded
  * for the same parent key on another path, is not fetched again.
  *
- * Rows are converted column by column straight into JsonbValues (the same
- * rendering as to_jsonb; types whose rendering needs more than a scalar go
- * through to_jsonb in the query), and the whole result is assembled as one
- * JsonbValue tree with keys pre-sorted per include node, then serialised
- * once.  Every statement runs through SPI as the calling user, so
- * privileges and row-level security apply; plans are kept per backend and
- * dropped when the registry generation changes.
+ * Rows are converted column by column straight into JsonbValues
+ * (loader_json.c), and the whole result is assembled as one JsonbValue
+ * tree with keys pre-sorted per include node, then serialised once.  Every
+ * statement runs through SPI as the calling user, so privileges and
+ * row-level security apply.  What a model or relationship compiles to is
+ * kept on the shared per-table cache (loader_plan.c); each statement's
+ * result descriptor is checked against it before any row is read.
  *
  * Copyright (c) 2026, harbor_orm developers
  *
@@ -27,13 +28,9 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -42,16 +39,14 @@
 #include "parser/parse_coerce.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/float.h"
-#include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/typcache.h"
 
 #include "harbor_orm.h"
+#include "loader.h"
 #include "registry.h"
 #include "util.h"
 
@@ -59,87 +54,6 @@ PG_FUNCTION_INFO_V1(harbor_load);
 PG_FUNCTION_INFO_V1(harbor_get);
 PG_FUNCTION_INFO_V1(harbor_find);
 PG_FUNCTION_INFO_V1(harbor_last_load_stats);
-
-/* How a column value becomes a JsonbValue (to_jsonb's categories). */
-typedef enum ConvKind
-{
-	CONV_BOOL,
-	CONV_INT2,
-	CONV_INT4,
-	CONV_INT8,
-	CONV_NUMERIC,
-	CONV_FLOAT,					/* float4/float8: via output text */
-	CONV_TEXT,					/* text, varchar, bpchar: bytes as they are */
-	CONV_DATETIME,				/* date, timestamp, timestamptz */
-	CONV_OTHER,					/* output function, as a string */
-	CONV_JSONB					/* to_jsonb() in the query, unpacked here */
-} ConvKind;
-
-/* Key columns: hashing and equality, binary where that is exact. */
-typedef struct KeyInfo
-{
-	int			n;
-	Oid		   *types;
-	bool	   *binary;			/* equal iff the bytes are equal */
-	int16	   *typlen;
-	bool	   *byval;
-	char	   *typalign;
-	FmgrInfo   *hashfn;			/* for the non-binary ones */
-	FmgrInfo   *eqfn;
-	Oid		   *collation;
-} KeyInfo;
-
-/* Per backend and registry generation: how to read one model. */
-typedef struct ModelInfo
-{
-	HarborModel *model;			/* hash key */
-	int			ncols;
-	ConvKind   *conv;
-	Oid		   *basetype;
-	FmgrInfo   *outfn;
-	JsonbValue *colkey;			/* column names as jsonb strings */
-	char	   *relname;		/* quoted */
-	char	   *select_list;	/* t."a", t."b", ... */
-	int		   *pk_idx;			/* pk columns among the mapped ones */
-	KeyInfo		pk;
-	SPIPlanPtr	root_plan;		/* by primary keys */
-	char	   *pk_order;		/* t."id", ... */
-	bool		pk_sortable;	/* every pk column has a btree order */
-	bool	   *pk_intcmp;		/* compare as int64 Datums */
-	FmgrInfo   *pk_cmp;			/* else the btree comparison */
-} ModelInfo;
-
-/* Per backend and registry generation: how to load one relationship. */
-typedef struct RelInfo
-{
-	HarborRelationship *rel;	/* hash key */
-	ModelInfo  *parent;
-	ModelInfo  *target;
-	int			nkey;
-	int		   *parent_idx;		/* local columns among the parent's mapped ones */
-	KeyInfo		key;			/* typed as the parent's local columns */
-	bool		to_many;
-	bool		pk_shortcut;	/* remote columns are the target's primary key */
-	SPIPlanPtr	plan;
-	char	   *label;			/* model.name, for messages and stats */
-} RelInfo;
-
-/* Plans for find(), keyed by a hash of their text. */
-typedef struct PlanEntry
-{
-	uint64		hash;
-	char	   *sql;
-	SPIPlanPtr	plan;
-} PlanEntry;
-
-static MemoryContext LoaderCacheContext = NULL;
-static uint64 loader_generation = 0;
-static HTAB *model_infos = NULL;
-static HTAB *rel_infos = NULL;
-static HTAB *find_plans = NULL;
-static List *kept_plans = NIL;
-
-#define MAX_FIND_PLANS 256
 
 /* ---------------------------------------------------------------------
  * Per-call state
@@ -163,22 +77,6 @@ typedef struct Link
 	LRow	  **rows;
 	bool		loaded;
 } Link;
-
-/* Open-addressing hash map from key tuples to pointers. */
-typedef struct KeyMapEntry
-{
-	uint32		hash;
-	Datum	   *key;			/* NULL: empty slot */
-	void	   *value;
-} KeyMapEntry;
-
-typedef struct KeyMap
-{
-	KeyInfo    *ki;
-	uint32		size;			/* power of two */
-	uint32		used;
-	KeyMapEntry *slots;
-} KeyMap;
 
 typedef struct IncNode IncNode;
 
@@ -213,7 +111,8 @@ struct IncNode
 
 typedef struct CallMap
 {
-	void	   *owner;			/* ModelInfo or RelInfo */
+	ModelInfo  *mi;				/* identity map of this model's rows */
+	RelInfo    *ri;				/* or link map of this relationship */
 	KeyMap	   *map;
 } CallMap;
 
@@ -223,8 +122,8 @@ typedef struct LoadCall
 	MemoryContext cxt;
 	IncNode	   *root;
 	List	   *nodes;			/* breadth first */
-	List	   *idmaps;			/* CallMap per ModelInfo */
-	List	   *linkmaps;		/* CallMap per RelInfo */
+	List	   *idmaps;			/* CallMap per model */
+	List	   *linkmaps;		/* CallMap per relationship */
 	int64		fetched;
 	int64		built;
 	int64		queries;
@@ -236,690 +135,58 @@ typedef struct LoadCall
 static char *last_stats = NULL;
 
 /* ---------------------------------------------------------------------
- * Key hashing
+ * Identity and link maps, fetching and converting rows
  * ---------------------------------------------------------------------
  */
 
-static void
-keyinfo_init(KeyInfo *ki, int n, Oid *types)
-{
-	ki->n = n;
-	ki->types = palloc(sizeof(Oid) * n);
-	ki->binary = palloc(sizeof(bool) * n);
-	ki->typlen = palloc(sizeof(int16) * n);
-	ki->byval = palloc(sizeof(bool) * n);
-	ki->typalign = palloc(sizeof(char) * n);
-	ki->hashfn = palloc0(sizeof(FmgrInfo) * n);
-	ki->eqfn = palloc0(sizeof(FmgrInfo) * n);
-	ki->collation = palloc(sizeof(Oid) * n);
-	for (int i = 0; i < n; i++)
-	{
-		Oid			base = getBaseType(types[i]);
-
-		ki->types[i] = types[i];
-		get_typlenbyvalalign(types[i], &ki->typlen[i], &ki->byval[i], &ki->typalign[i]);
-		ki->collation[i] = OidIsValid(get_typcollation(base)) ? DEFAULT_COLLATION_OID : InvalidOid;
-		switch (base)
-		{
-			case INT2OID:
-			case INT4OID:
-			case INT8OID:
-			case OIDOID:
-			case BOOLOID:
-			case CHAROID:
-			case DATEOID:
-			case TIMESTAMPOID:
-			case TIMESTAMPTZOID:
-			case UUIDOID:
-			case TEXTOID:
-			case VARCHAROID:
-				ki->binary[i] = true;
-				break;
-			default:
-				{
-					TypeCacheEntry *tc = lookup_type_cache(types[i],
-														   TYPECACHE_HASH_PROC_FINFO |
-														   TYPECACHE_EQ_OPR_FINFO);
-
-					if (!OidIsValid(tc->hash_proc) || !OidIsValid(tc->eq_opr))
-						ereport(ERROR,
-								(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-								 errmsg("type %s cannot be used as a key for relation loading",
-										format_type_be(types[i])),
-								 errdetail("Key columns need a hash function and an equality operator.")));
-					ki->binary[i] = false;
-					fmgr_info_copy(&ki->hashfn[i], &tc->hash_proc_finfo, CurrentMemoryContext);
-					fmgr_info_copy(&ki->eqfn[i], &tc->eq_opr_finfo, CurrentMemoryContext);
-				}
-		}
-	}
-}
-
-/* Detoast varlena key values so that binary comparison is exact. */
-static inline Datum
-key_normalise(KeyInfo *ki, int i, Datum d)
-{
-	if (ki->typlen[i] == -1)
-		return PointerGetDatum(PG_DETOAST_DATUM_PACKED(d));
-	return d;
-}
-
-static uint32
-key_hash(KeyInfo *ki, Datum *key)
-{
-	uint32		h = 0;
-
-	for (int i = 0; i < ki->n; i++)
-	{
-		uint32		k;
-
-		if (!ki->binary[i])
-			k = DatumGetUInt32(FunctionCall1Coll(&ki->hashfn[i], ki->collation[i], key[i]));
-		else if (ki->byval[i])
-			k = hash_bytes_uint32((uint32) (DatumGetInt64(key[i]) ^ (DatumGetInt64(key[i]) >> 32)));
-		else if (ki->typlen[i] == -1)
-			k = hash_bytes((unsigned char *) VARDATA_ANY(DatumGetPointer(key[i])),
-						   VARSIZE_ANY_EXHDR(DatumGetPointer(key[i])));
-		else
-			k = hash_bytes((unsigned char *) DatumGetPointer(key[i]), ki->typlen[i]);
-		h = hash_combine(h, k);
-	}
-	return h;
-}
-
+/*
+ * Whether rows read through two infos of one table can share an identity
+ * map.  One call may hold two ModelInfos of a table when its cache entry
+ * was rebuilt mid-way (a dependency changed); their rows are alike when
+ * the columns are.
+ */
 static bool
-key_equal(KeyInfo *ki, Datum *a, Datum *b)
+same_model(ModelInfo *a, ModelInfo *b)
 {
-	for (int i = 0; i < ki->n; i++)
-	{
-		if (!ki->binary[i])
-		{
-			if (!DatumGetBool(FunctionCall2Coll(&ki->eqfn[i], ki->collation[i], a[i], b[i])))
-				return false;
-		}
-		else if (ki->byval[i])
-		{
-			if (a[i] != b[i])
-				return false;
-		}
-		else if (ki->typlen[i] == -1)
-		{
-			Size		la = VARSIZE_ANY_EXHDR(DatumGetPointer(a[i]));
-
-			if (la != VARSIZE_ANY_EXHDR(DatumGetPointer(b[i])) ||
-				memcmp(VARDATA_ANY(DatumGetPointer(a[i])), VARDATA_ANY(DatumGetPointer(b[i])), la) != 0)
-				return false;
-		}
-		else if (memcmp(DatumGetPointer(a[i]), DatumGetPointer(b[i]), ki->typlen[i]) != 0)
+	if (a == b)
+		return true;
+	if (a->relid != b->relid || a->ncols != b->ncols || a->pk.n != b->pk.n ||
+		memcmp(a->coltype, b->coltype, sizeof(Oid) * a->ncols) != 0 ||
+		memcmp(a->pk_idx, b->pk_idx, sizeof(int) * a->pk.n) != 0)
+		return false;
+	for (int i = 0; i < a->ncols; i++)
+		if (strcmp(a->colkey[i].val.string.val, b->colkey[i].val.string.val) != 0)
 			return false;
-	}
 	return true;
 }
 
+static bool
+same_rel(RelInfo *a, RelInfo *b)
+{
+	return a == b ||
+		(strcmp(a->label, b->label) == 0 && a->nkey == b->nkey &&
+		 memcmp(a->parent_idx, b->parent_idx, sizeof(int) * a->nkey) == 0 &&
+		 same_model(a->parent, b->parent) && same_model(a->target, b->target));
+}
+
+/* The call's identity map of a model's rows (mi) or link map of a relationship (ri). */
 static KeyMap *
-keymap_create(KeyInfo *ki, uint32 expected)
+call_map(LoadCall *lc, ModelInfo *mi, RelInfo *ri)
 {
-	KeyMap	   *m = palloc(sizeof(KeyMap));
-	uint32		size = 16;
-
-	while (size < expected * 2)
-		size <<= 1;
-	m->ki = ki;
-	m->size = size;
-	m->used = 0;
-	m->slots = palloc0(sizeof(KeyMapEntry) * size);
-	return m;
-}
-
-static KeyMapEntry *
-keymap_slot(KeyMap *m, Datum *key, uint32 hash)
-{
-	uint32		i = hash & (m->size - 1);
-
-	for (;;)
-	{
-		KeyMapEntry *e = &m->slots[i];
-
-		if (e->key == NULL || (e->hash == hash && key_equal(m->ki, e->key, key)))
-			return e;
-		i = (i + 1) & (m->size - 1);
-	}
-}
-
-static void *
-keymap_get(KeyMap *m, Datum *key, uint32 hash)
-{
-	return keymap_slot(m, key, hash)->value;
-}
-
-/* key must stay valid as long as the map. */
-static void
-keymap_put(KeyMap *m, Datum *key, uint32 hash, void *value)
-{
-	KeyMapEntry *e;
-
-	if ((m->used + 1) * 2 > m->size)
-	{
-		KeyMapEntry *old = m->slots;
-		uint32		oldsize = m->size;
-
-		m->size *= 2;
-		m->slots = palloc0(sizeof(KeyMapEntry) * m->size);
-		for (uint32 i = 0; i < oldsize; i++)
-			if (old[i].key != NULL)
-			{
-				uint32		j = old[i].hash & (m->size - 1);
-
-				while (m->slots[j].key != NULL)
-					j = (j + 1) & (m->size - 1);
-				m->slots[j] = old[i];
-			}
-		pfree(old);
-	}
-	e = keymap_slot(m, key, hash);
-	if (e->key == NULL)
-	{
-		e->key = key;
-		e->hash = hash;
-		m->used++;
-	}
-	e->value = value;
-}
-
-/* ---------------------------------------------------------------------
- * The per-backend cache of model and relationship plans
- * ---------------------------------------------------------------------
- */
-
-static void
-loader_cache_reset(void)
-{
-	ListCell   *lc;
-	HASHCTL		ctl;
-
-	foreach(lc, kept_plans)
-		SPI_freeplan((SPIPlanPtr) lfirst(lc));
-	kept_plans = NIL;
-	if (LoaderCacheContext == NULL)
-		LoaderCacheContext = AllocSetContextCreate(CacheMemoryContext,
-												   "harbor_orm loader cache",
-												   ALLOCSET_DEFAULT_SIZES);
-	else
-		MemoryContextReset(LoaderCacheContext);
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(void *);
-	ctl.entrysize = sizeof(ModelInfo);
-	ctl.hcxt = LoaderCacheContext;
-	model_infos = hash_create("harbor_orm model infos", 32, &ctl,
-							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ctl.entrysize = sizeof(RelInfo);
-	rel_infos = hash_create("harbor_orm relationship infos", 32, &ctl,
-							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(PlanEntry);
-	find_plans = hash_create("harbor_orm find plans", 32, &ctl,
-							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
-/* Drops every kept plan when the registry has changed since they were made. */
-static void
-loader_cache_check(void)
-{
-	int			n;
-
-	harbor_model_list(&n);		/* brings the registry up to date */
-	if (model_infos == NULL || loader_generation != harbor_registry_generation())
-	{
-		loader_cache_reset();
-		loader_generation = harbor_registry_generation();
-	}
-}
-
-/*
- * Key lookups get a generic plan straight away: an index scan on = ANY is
- * right whatever the keys, and replanning per call would cost more than
- * the query.  find() keeps the plan cache's choice, as its filters vary.
- */
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	MemoryContextSwitchTo(LoaderCacheContext);
-	kept_plans = lappend(kept_plans, plan);
-	/* SPI leaves its procedure context current: go back to the caller's */
-	MemoryContextSwitchTo(caller);
-	return plan;
-}
-
-static int
-model_column_index(HarborModel *m, const char *col)
-{
-	for (int i = 0; i < m->ncolumns; i++)
-		if (strcmp(m->columns[i], col) == 0)
-			return i;
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_COLUMN),
-			 errmsg("column \"%s\" of model \"%s\" is not mapped", col, m->name),
-			 errhint("Run harbor.check_models() to see how the registry differs from the catalog.")));
-	return -1;					/* keep compiler quiet */
-}
-
-static ConvKind
-conv_kind(Oid type, Oid *basetype)
-{
-	Oid			base = getBaseType(type);
-
-	*basetype = base;
-	switch (base)
-	{
-		case BOOLOID:
-			return CONV_BOOL;
-		case INT2OID:
-			return CONV_INT2;
-		case INT4OID:
-			return CONV_INT4;
-		case INT8OID:
-			return CONV_INT8;
-		case NUMERICOID:
-			return CONV_NUMERIC;
-		case FLOAT4OID:
-		case FLOAT8OID:
-			return CONV_FLOAT;
-		case TEXTOID:
-		case VARCHAROID:
-		case BPCHAROID:
-			return CONV_TEXT;
-		case DATEOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
-			return CONV_DATETIME;
-		case JSONOID:
-		case JSONBOID:
-			return CONV_JSONB;
-		default:
-			break;
-	}
-	if (OidIsValid(get_element_type(base)) || type_is_rowtype(base) ||
-		get_typtype(base) == TYPTYPE_RANGE || get_typtype(base) == TYPTYPE_MULTIRANGE)
-		return CONV_JSONB;
-	{
-		/* to_jsonb uses a cast to json where one exists */
-		Oid			castfunc;
-
-		if (find_coercion_pathway(JSONOID, base, COERCION_EXPLICIT, &castfunc) == COERCION_PATH_FUNC)
-			return CONV_JSONB;
-	}
-	return CONV_OTHER;
-}
-
-static ModelInfo *
-model_info(HarborModel *m)
-{
-	bool		found;
-	ModelInfo  *mi = hash_search(model_infos, &m, HASH_ENTER, &found);
-	MemoryContext old;
-	StringInfoData buf;
-	Oid		   *pktypes;
-
-	if (found)
-		return mi;
-
-	old = MemoryContextSwitchTo(LoaderCacheContext);
-	PG_TRY();
-	{
-		mi->ncols = m->ncolumns;
-		mi->conv = palloc(sizeof(ConvKind) * Max(m->ncolumns, 1));
-		mi->basetype = palloc(sizeof(Oid) * Max(m->ncolumns, 1));
-		mi->outfn = palloc0(sizeof(FmgrInfo) * Max(m->ncolumns, 1));
-		mi->colkey = palloc0(sizeof(JsonbValue) * Max(m->ncolumns, 1));
-		mi->relname = harbor_quoted_relname(m->relid);
-		initStringInfo(&buf);
-		for (int i = 0; i < m->ncolumns; i++)
-		{
-			const char *q = quote_identifier(m->columns[i]);
-
-			mi->conv[i] = conv_kind(m->column_types[i], &mi->basetype[i]);
-			if (mi->conv[i] == CONV_OTHER || mi->conv[i] == CONV_FLOAT)
-			{
-				Oid			outfunc;
-				bool		isvarlena;
-
-				getTypeOutputInfo(mi->basetype[i], &outfunc, &isvarlena);
-				fmgr_info_cxt(outfunc, &mi->outfn[i], LoaderCacheContext);
-			}
-			mi->colkey[i].type = jbvString;
-			mi->colkey[i].val.string.val = m->columns[i];
-			mi->colkey[i].val.string.len = strlen(m->columns[i]);
-			if (mi->conv[i] == CONV_JSONB)
-				appendStringInfo(&buf, "%spg_catalog.to_jsonb(t.%s)", i > 0 ? ", " : "", q);
-			else
-				appendStringInfo(&buf, "%st.%s", i > 0 ? ", " : "", q);
-		}
-		mi->select_list = buf.data;
-
-		mi->pk_idx = palloc(sizeof(int) * m->npk);
-		pktypes = palloc(sizeof(Oid) * m->npk);
-		initStringInfo(&buf);
-		for (int k = 0; k < m->npk; k++)
-		{
-			mi->pk_idx[k] = model_column_index(m, m->pk_columns[k]);
-			pktypes[k] = m->column_types[mi->pk_idx[k]];
-			appendStringInfo(&buf, "%st.%s", k > 0 ? ", " : "", quote_identifier(m->pk_columns[k]));
-		}
-		mi->pk_order = buf.data;
-		keyinfo_init(&mi->pk, m->npk, pktypes);
-		mi->pk_sortable = true;
-		mi->pk_intcmp = palloc0(sizeof(bool) * m->npk);
-		mi->pk_cmp = palloc0(sizeof(FmgrInfo) * m->npk);
-		for (int k = 0; k < m->npk; k++)
-		{
-			Oid			base = getBaseType(pktypes[k]);
-
-			if (base == INT2OID || base == INT4OID || base == INT8OID || base == DATEOID ||
-				base == TIMESTAMPOID || base == TIMESTAMPTZOID)
-				mi->pk_intcmp[k] = true;
-			else
-			{
-				TypeCacheEntry *tc = lookup_type_cache(pktypes[k], TYPECACHE_CMP_PROC_FINFO);
-
-				if (OidIsValid(tc->cmp_proc))
-					fmgr_info_copy(&mi->pk_cmp[k], &tc->cmp_proc_finfo, LoaderCacheContext);
-				else
-					mi->pk_sortable = false;
-			}
-		}
-		mi->root_plan = NULL;
-		mi->model = m;
-	}
-	PG_CATCH();
-	{
-		hash_search(model_infos, &m, HASH_REMOVE, NULL);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	return mi;
-}
-
-/*
- * "WHERE t.c = ANY($1)" for one key column, a join to ROWS FROM
- * (unnest($1), unnest($2), ...) for several: both use an index on the key
- * columns.
- */
-static void
-append_key_match(StringInfo buf, const char *alias, char **cols, int n, int firstparam)
-{
-	if (n == 1)
-	{
-		appendStringInfo(buf, " WHERE %s.%s = ANY ($%d)", alias, quote_identifier(cols[0]), firstparam);
-		return;
-	}
-	appendStringInfoString(buf, " JOIN ROWS FROM (");
-	for (int i = 0; i < n; i++)
-		appendStringInfo(buf, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", firstparam + i);
-	appendStringInfoString(buf, ") AS k(");
-	for (int i = 0; i < n; i++)
-		appendStringInfo(buf, "%sk%d", i > 0 ? ", " : "", i + 1);
-	appendStringInfoString(buf, ") ON ");
-	for (int i = 0; i < n; i++)
-		appendStringInfo(buf, "%s%s.%s = k.k%d", i > 0 ? " AND " : "", alias,
-						 quote_identifier(cols[i]), i + 1);
-}
-
-static Oid *
-array_types_of(KeyInfo *ki)
-{
-	Oid		   *argtypes = palloc(sizeof(Oid) * ki->n);
-
-	for (int i = 0; i < ki->n; i++)
-	{
-		argtypes[i] = get_array_type(ki->types[i]);
-		if (!OidIsValid(argtypes[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("type %s cannot be used as a key for relation loading",
-							format_type_be(ki->types[i])),
-					 errdetail("Keys are passed as arrays and this type has no array type.")));
-	}
-	return argtypes;
-}
-
-static SPIPlanPtr
-model_root_plan(ModelInfo *mi)
-{
-	if (mi->root_plan == NULL)
-	{
-		StringInfoData sql;
-
-		initStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT %s FROM %s t", mi->select_list, mi->relname);
-		append_key_match(&sql, "t", mi->model->pk_columns, mi->model->npk, 1);
-		mi->root_plan = prepare_kept(sql.data, mi->pk.n, array_types_of(&mi->pk),
-									 CURSOR_OPT_GENERIC_PLAN);
-	}
-	return mi->root_plan;
-}
-
-static RelInfo *
-rel_info(HarborRelationship *r)
-{
-	bool		found;
-	RelInfo    *ri = hash_search(rel_infos, &r, HASH_ENTER, &found);
-	MemoryContext old;
-
-	if (found)
-		return ri;
-
-	old = MemoryContextSwitchTo(LoaderCacheContext);
-	PG_TRY();
-	{
-		HarborModel *pm = r->model;
-		HarborModel *tm = r->target;
-		Oid		   *ktypes;
-		StringInfoData sql;
-
-		if (tm == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("relationship \"%s\" of model \"%s\" has no registered target",
-							r->name, pm->name)));
-		ri->parent = model_info(pm);
-		ri->target = model_info(tm);
-		ri->nkey = r->ncolumns;
-		ri->parent_idx = palloc(sizeof(int) * r->ncolumns);
-		ktypes = palloc(sizeof(Oid) * r->ncolumns);
-		for (int i = 0; i < r->ncolumns; i++)
-		{
-			ri->parent_idx[i] = model_column_index(pm, r->local_columns[i]);
-			ktypes[i] = pm->column_types[ri->parent_idx[i]];
-		}
-		keyinfo_init(&ri->key, r->ncolumns, ktypes);
-		ri->to_many = (r->kind == HARBOR_ONE_TO_MANY || r->kind == HARBOR_MANY_TO_MANY);
-		ri->label = psprintf("%s.%s", pm->name, r->name);
-
-		ri->pk_shortcut = (r->kind == HARBOR_MANY_TO_ONE && r->nremote == tm->npk);
-		for (int i = 0; ri->pk_shortcut && i < tm->npk; i++)
-			if (strcmp(r->remote_columns[i], tm->pk_columns[i]) != 0 ||
-				ktypes[i] != ri->target->pk.types[i])
-				ri->pk_shortcut = false;
-
-		/*
-		 * The parent key comes back first, cast to the parent's column types
-		 * so that it hashes like the parent's values.
-		 */
-		initStringInfo(&sql);
-		appendStringInfoString(&sql, "SELECT ");
-		if (r->kind == HARBOR_MANY_TO_MANY)
-		{
-			for (int i = 0; i < r->ncolumns; i++)
-				appendStringInfo(&sql, "s.%s::%s, ", quote_identifier(r->secondary_local_columns[i]),
-								 format_type_be_qualified(ktypes[i]));
-			appendStringInfo(&sql, "%s FROM %s s JOIN %s t ON ", ri->target->select_list,
-							 harbor_quoted_relname(r->secondary), ri->target->relname);
-			for (int j = 0; j < r->nremote; j++)
-				appendStringInfo(&sql, "%st.%s = s.%s", j > 0 ? " AND " : "",
-								 quote_identifier(r->remote_columns[j]),
-								 quote_identifier(r->secondary_remote_columns[j]));
-			append_key_match(&sql, "s", r->secondary_local_columns, r->ncolumns, 1);
-		}
-		else
-		{
-			for (int i = 0; i < r->ncolumns; i++)
-				appendStringInfo(&sql, "t.%s::%s, ", quote_identifier(r->remote_columns[i]),
-								 format_type_be_qualified(ktypes[i]));
-			appendStringInfo(&sql, "%s FROM %s t", ri->target->select_list, ri->target->relname);
-			append_key_match(&sql, "t", r->remote_columns, r->ncolumns, 1);
-		}
-		/* children are sorted per parent in C, cheaper than a Sort node */
-		if (ri->to_many && !ri->target->pk_sortable)
-			appendStringInfo(&sql, " ORDER BY %s", ri->target->pk_order);
-		ri->plan = prepare_kept(sql.data, ri->nkey, array_types_of(&ri->key),
-								CURSOR_OPT_GENERIC_PLAN);
-		ri->rel = r;
-	}
-	PG_CATCH();
-	{
-		hash_search(rel_infos, &r, HASH_REMOVE, NULL);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(old);
-	return ri;
-}
-
-/* ---------------------------------------------------------------------
- * Converting rows
- * ---------------------------------------------------------------------
- */
-
-/* A jsonb datum as a JsonbValue tree (not jbvBinary: the tree is serialised). */
-static void
-jsonb_to_tree(Jsonb *jb, JsonbValue *out)
-{
-	JsonbParseState *state = NULL;
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	JsonbValue *res = NULL;
-
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		JsonbExtractScalar(&jb->root, out);
-		return;
-	}
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
-		res = pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
-	*out = *res;
-}
-
-static void
-set_string(JsonbValue *v, char *s)
-{
-	v->type = jbvString;
-	v->val.string.val = s;
-	v->val.string.len = strlen(s);
-}
-
-static void
-convert_value(ModelInfo *mi, int col, Datum d, bool isnull, JsonbValue *v)
-{
-	if (isnull)
-	{
-		v->type = jbvNull;
-		return;
-	}
-	switch (mi->conv[col])
-	{
-		case CONV_BOOL:
-			v->type = jbvBool;
-			v->val.boolean = DatumGetBool(d);
-			break;
-		case CONV_INT2:
-			v->type = jbvNumeric;
-			v->val.numeric = int64_to_numeric(DatumGetInt16(d));
-			break;
-		case CONV_INT4:
-			v->type = jbvNumeric;
-			v->val.numeric = int64_to_numeric(DatumGetInt32(d));
-			break;
-		case CONV_INT8:
-			v->type = jbvNumeric;
-			v->val.numeric = int64_to_numeric(DatumGetInt64(d));
-			break;
-		case CONV_NUMERIC:
-			{
-				Numeric		n = DatumGetNumeric(d);
-
-				if (numeric_is_nan(n) || numeric_is_inf(n))
-					set_string(v, DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))));
-				else
-				{
-					v->type = jbvNumeric;
-					v->val.numeric = n;
-				}
-			}
-			break;
-		case CONV_FLOAT:
-			{
-				char	   *s = OutputFunctionCall(&mi->outfn[col], d);
-				double		f = (mi->basetype[col] == FLOAT4OID) ?
-				DatumGetFloat4(d) : DatumGetFloat8(d);
-
-				if (isnan(f) || isinf(f))
-					set_string(v, s);
-				else
-				{
-					v->type = jbvNumeric;
-					v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-																		 ObjectIdGetDatum(InvalidOid),
-																		 Int32GetDatum(-1)));
-				}
-			}
-			break;
-		case CONV_TEXT:
-			{
-				struct varlena *t = PG_DETOAST_DATUM_PACKED(d);
-
-				v->type = jbvString;
-				v->val.string.val = VARDATA_ANY(t);
-				v->val.string.len = VARSIZE_ANY_EXHDR(t);
-			}
-			break;
-		case CONV_DATETIME:
-			set_string(v, JsonEncodeDateTime(NULL, d, mi->basetype[col], NULL));
-			break;
-		case CONV_OTHER:
-			set_string(v, OutputFunctionCall(&mi->outfn[col], d));
-			break;
-		case CONV_JSONB:
-			jsonb_to_tree(DatumGetJsonbP(d), v);
-			break;
-	}
-}
-
-static KeyMap *
-call_map(LoadCall *lc, List **maps, void *owner, KeyInfo *ki)
-{
+	List	  **maps = mi ? &lc->idmaps : &lc->linkmaps;
 	ListCell   *cell;
 	CallMap    *cm;
 
 	foreach(cell, *maps)
 	{
 		cm = lfirst(cell);
-		if (cm->owner == owner)
+		if (mi ? same_model(cm->mi, mi) : same_rel(cm->ri, ri))
 			return cm->map;
 	}
 	cm = palloc(sizeof(CallMap));
-	cm->owner = owner;
-	cm->map = keymap_create(ki, 64);
+	cm->mi = mi;
+	cm->ri = ri;
+	cm->map = loader_keymap_create(mi ? &mi->pk : &ri->key, 64);
 	*maps = lappend(*maps, cm);
 	return cm->map;
 }
@@ -955,11 +222,16 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	for (int k = 0; k < mi->pk.n; k++)
 	{
 		if (nulls[off + mi->pk_idx[k]])
-			elog(ERROR, "null primary key in a row of \"%s\"", mi->model->name);
-		key[k] = key_normalise(&mi->pk, k, vals[off + mi->pk_idx[k]]);
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("a row of model \"%s\" has a null primary key column \"%s\"",
+							mi->model->name, mi->model->pk_columns[k]),
+					 errdetail("The primary key of the table differs from the one the model was registered with."),
+					 errhint("Run harbor.check_models() to see the differences, and harbor.register_model() to refresh the model.")));
+		key[k] = loader_key_normalise(&mi->pk, k, vals[off + mi->pk_idx[k]]);
 	}
-	h = key_hash(&mi->pk, key);
-	row = keymap_get(idmap, key, h);
+	h = loader_key_hash(&mi->pk, key);
+	row = loader_keymap_get(idmap, key, h);
 	if (row != NULL)
 	{
 		*hit = true;
@@ -985,8 +257,8 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	memcpy(row->values, vals + off, sizeof(Datum) * mi->ncols);
 	memcpy(row->nulls, nulls + off, sizeof(bool) * mi->ncols);
 	for (int i = 0; i < mi->ncols; i++)
-		convert_value(mi, i, row->values[i], row->nulls[i], &row->json[i]);
-	keymap_put(idmap, key, h, row);
+		loader_convert_value(mi, i, row->values[i], row->nulls[i], &row->json[i]);
+	loader_keymap_put(idmap, key, h, row);
 	return row;
 }
 
@@ -999,7 +271,10 @@ deform_result(SPITupleTable *tt, uint64 n, Datum **vals, bool **nulls)
 	*vals = palloc(sizeof(Datum) * natts * Max(n, 1));
 	*nulls = palloc(sizeof(bool) * natts * Max(n, 1));
 	for (uint64 r = 0; r < n; r++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		heap_deform_tuple(tt->vals[r], tt->tupdesc, *vals + r * natts, *nulls + r * natts);
+	}
 }
 
 /* Orders the children of one parent by the target's primary key. */
@@ -1052,9 +327,13 @@ node_add_instance(IncNode *n, LRow *row)
 	n->inst[n->ninst++] = row;
 }
 
-/* Runs a kept plan on key arrays; SPI result stays until SPI_finish. */
+/*
+ * Runs a kept plan on key arrays and checks that the result has the
+ * columns the plan's info expects; SPI result stays until SPI_finish.
+ */
 static void
-run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **keys, int nkeys)
+run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **keys, int nkeys,
+		  int nexpected, Oid *expected, const char *what)
 {
 	Datum	   *params = palloc(sizeof(Datum) * ki->n);
 	Datum	   *elems = palloc(sizeof(Datum) * Max(nkeys, 1));
@@ -1074,6 +353,7 @@ run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **key
 		elog(ERROR, "harbor.%s: query failed: %s", lc->function, SPI_result_code_string(rc));
 	/* SPI leaves its procedure context current; stay in the call's */
 	MemoryContextSwitchTo(lc->cxt);
+	loader_check_result(SPI_tuptable, nexpected, expected, lc->function, what);
 	lc->queries++;
 	node->queries++;
 	lc->fetched += SPI_processed;
@@ -1088,7 +368,7 @@ load_node(LoadCall *lc, IncNode *node)
 	RelInfo    *ri = node->ri;
 	IncNode	   *parent = node->parent;
 	KeyMap	   *links = node->links;
-	KeyMap	   *idmap = call_map(lc, &lc->idmaps, ri->target, &ri->target->pk);
+	KeyMap	   *idmap = call_map(lc, ri->target, NULL);
 	Link	  **plinks = palloc(sizeof(Link *) * Max(parent->ninst, 1));
 	Datum	  **pending = palloc(sizeof(Datum *) * Max(parent->ninst, 1));
 	int			npending = 0;
@@ -1102,18 +382,19 @@ load_node(LoadCall *lc, IncNode *node)
 		uint32		h;
 		Link	   *l;
 
+		CHECK_FOR_INTERRUPTS();
 		for (int k = 0; k < ri->nkey; k++)
 		{
 			if (prow->nulls[ri->parent_idx[k]])
 				hasnull = true;
 			else
-				key[k] = key_normalise(&ri->key, k, prow->values[ri->parent_idx[k]]);
+				key[k] = loader_key_normalise(&ri->key, k, prow->values[ri->parent_idx[k]]);
 		}
 		plinks[p] = NULL;
 		if (hasnull)
 			continue;
-		h = key_hash(&ri->key, key);
-		l = keymap_get(links, key, h);
+		h = loader_key_hash(&ri->key, key);
+		l = loader_keymap_get(links, key, h);
 		if (l != NULL)
 		{
 			if (l->loaded)
@@ -1126,11 +407,11 @@ load_node(LoadCall *lc, IncNode *node)
 			continue;
 		}
 		l = palloc0(sizeof(Link));
-		keymap_put(links, key, h, l);
+		loader_keymap_put(links, key, h, l);
 		plinks[p] = l;
 		if (ri->pk_shortcut)
 		{
-			LRow	   *target = keymap_get(idmap, key, h);
+			LRow	   *target = loader_keymap_get(idmap, key, h);
 
 			if (target != NULL)
 			{
@@ -1152,7 +433,8 @@ load_node(LoadCall *lc, IncNode *node)
 		Datum	   *vals;
 		bool	   *nulls;
 
-		run_keyed(lc, node, ri->plan, &ri->key, pending + start, n);
+		run_keyed(lc, node, ri->plan, &ri->key, pending + start, n,
+				  ri->nresult, ri->restype, ri->label);
 		tt = SPI_tuptable;
 		natts = tt->tupdesc->natts;
 		deform_result(tt, SPI_processed, &vals, &nulls);
@@ -1165,11 +447,17 @@ load_node(LoadCall *lc, IncNode *node)
 			Link	   *l;
 			LRow	   *row;
 
+			CHECK_FOR_INTERRUPTS();
 			for (int k = 0; k < ri->nkey; k++)
-				key[k] = key_normalise(&ri->key, k, rv[k]);
-			l = keymap_get(links, key, key_hash(&ri->key, key));
+				key[k] = loader_key_normalise(&ri->key, k, rv[k]);
+			l = loader_keymap_get(links, key, loader_key_hash(&ri->key, key));
 			if (l == NULL)
-				elog(ERROR, "harbor.%s: row of \"%s\" matches no requested key", lc->function, ri->label);
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("harbor.%s: a row of relationship \"%s\" matches none of the keys it was asked for",
+								lc->function, ri->label),
+						 errdetail("The database compares the key columns differently from their bytes, as a nondeterministic collation does."),
+						 errhint("Declare the relationship on columns whose equality is exact.")));
 			row = identity_row(lc, ri->target, idmap, rv, rn, ri->nkey, &hit);
 			if (hit)
 			{
@@ -1180,7 +468,7 @@ load_node(LoadCall *lc, IncNode *node)
 		}
 		for (int i = start; i < start + n; i++)
 		{
-			Link	   *l = keymap_get(links, pending[i], key_hash(&ri->key, pending[i]));
+			Link	   *l = loader_keymap_get(links, pending[i], loader_key_hash(&ri->key, pending[i]));
 
 			l->loaded = true;
 			if (ri->to_many && ri->target->pk_sortable && l->nrows > 1)
@@ -1228,8 +516,8 @@ new_node(LoadCall *lc, IncNode *parent, const char *name, HarborRelationship *r,
 		n->name = pstrdup(name);
 		n->path = parent->depth == 0 ? n->name : psprintf("%s.%s", parent->path, name);
 		n->depth = parent->depth + 1;
-		n->ri = rel_info(r);
-		n->links = call_map(lc, &lc->linkmaps, n->ri, &n->ri->key);
+		n->ri = loader_rel_info(parent->mi, r);
+		n->links = call_map(lc, NULL, n->ri);
 		parent->children = lappend(parent->children, n);
 	}
 	return n;
@@ -1321,7 +609,7 @@ prepare_slots(IncNode *n)
 	{
 		IncNode	   *c = lfirst(cell);
 
-		set_string(&n->slots[i].key, c->name);
+		loader_set_string(&n->slots[i].key, c->name);
 		n->slots[i].col = -1;
 		n->slots[i].child = c;
 		i++;
@@ -1389,10 +677,10 @@ build_object(LoadCall *lc, LRow *row, IncNode *node, JsonbValue *out)
 				if (row->nulls[ri->parent_idx[k]])
 					hasnull = true;
 				else
-					key[k] = key_normalise(&ri->key, k, row->values[ri->parent_idx[k]]);
+					key[k] = loader_key_normalise(&ri->key, k, row->values[ri->parent_idx[k]]);
 			}
 			if (!hasnull)
-				l = keymap_get(c->links, key, key_hash(&ri->key, key));
+				l = loader_keymap_get(c->links, key, loader_key_hash(&ri->key, key));
 			if (ri->to_many)
 			{
 				int			n = l ? l->nrows : 0;
@@ -1558,7 +846,6 @@ begin_call(const char *function, const char *model, ArrayType *include, MemoryCo
 		last_stats = NULL;
 	}
 	*callercxt = CurrentMemoryContext;
-	loader_cache_check();
 	m = harbor_model_lookup(model, false);
 	cxt = call_context();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1567,7 +854,7 @@ begin_call(const char *function, const char *model, ArrayType *include, MemoryCo
 	lc = palloc0(sizeof(LoadCall));
 	lc->function = function;
 	lc->cxt = cxt;
-	build_include_tree(lc, model_info(m), include);
+	build_include_tree(lc, loader_model_info(m->relid, m->name), include);
 	prepare_slots(lc->root);
 	return lc;
 }
@@ -1577,7 +864,7 @@ static void
 take_roots(LoadCall *lc)
 {
 	IncNode	   *root = lc->root;
-	KeyMap	   *idmap = call_map(lc, &lc->idmaps, root->mi, &root->mi->pk);
+	KeyMap	   *idmap = call_map(lc, root->mi, NULL);
 	SPITupleTable *tt = SPI_tuptable;
 	int			natts = tt->tupdesc->natts;
 	Datum	   *vals;
@@ -1587,8 +874,10 @@ take_roots(LoadCall *lc)
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		hit;
-		LRow	   *row = identity_row(lc, root->mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
+		LRow	   *row;
 
+		CHECK_FOR_INTERRUPTS();
+		row = identity_row(lc, root->mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
 		node_add_instance(root, row);
 	}
 }
@@ -1632,7 +921,7 @@ ids_to_keys(ModelInfo *mi, Datum *elems, bool *nulls, int nelems, Oid elemtype, 
 	KeyInfo    *pk = &mi->pk;
 	Datum	  **keys = palloc(sizeof(Datum *) * Max(nelems, 1));
 	int			nkeys = 0;
-	KeyMap	   *seen = keymap_create(pk, nelems);
+	KeyMap	   *seen = loader_keymap_create(pk, nelems);
 	FmgrInfo   *infn = palloc0(sizeof(FmgrInfo) * pk->n);
 	Oid		   *ioparam = palloc(sizeof(Oid) * pk->n);
 	FmgrInfo   *outfn = palloc0(sizeof(FmgrInfo) * pk->n);
@@ -1662,6 +951,7 @@ ids_to_keys(ModelInfo *mi, Datum *elems, bool *nulls, int nelems, Oid elemtype, 
 		bool		skip = false;
 		uint32		h;
 
+		CHECK_FOR_INTERRUPTS();
 		if (nulls[i])
 			continue;
 		key = palloc(sizeof(Datum) * pk->n);
@@ -1745,12 +1035,12 @@ ids_to_keys(ModelInfo *mi, Datum *elems, bool *nulls, int nelems, Oid elemtype, 
 			if (srctype[k] != pk->types[k])
 				key[k] = InputFunctionCall(&infn[k], OutputFunctionCall(&outfn[k], key[k]),
 										   ioparam[k], -1);
-			key[k] = key_normalise(pk, k, key[k]);
+			key[k] = loader_key_normalise(pk, k, key[k]);
 		}
-		h = key_hash(pk, key);
-		if (keymap_get(seen, key, h) != NULL)
+		h = loader_key_hash(pk, key);
+		if (loader_keymap_get(seen, key, h) != NULL)
 			continue;
-		keymap_put(seen, key, h, key);
+		loader_keymap_put(seen, key, h, key);
 		keys[nkeys++] = key;
 	}
 	*keysp = keys;
@@ -1767,8 +1057,8 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *n
 	ModelInfo  *mi = lc->root->mi;
 	Datum	  **keys;
 	int			nkeys = ids_to_keys(mi, elems, nulls, nelems, elemtype, &keys);
-	KeyMap	   *idmap = call_map(lc, &lc->idmaps, mi, &mi->pk);
-	SPIPlanPtr	plan = model_root_plan(mi);
+	KeyMap	   *idmap = call_map(lc, mi, NULL);
+	SPIPlanPtr	plan = loader_root_plan(mi);
 	int			chunk = harbor_load_chunk_size;
 
 	for (int start = 0; start < nkeys; start += chunk)
@@ -1779,20 +1069,22 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *n
 		Datum	   *vals;
 		bool	   *nulls;
 
-		run_keyed(lc, lc->root, plan, &mi->pk, keys + start, n);
+		run_keyed(lc, lc->root, plan, &mi->pk, keys + start, n, mi->ncols, mi->coltype,
+				  mi->model->name);
 		natts = SPI_tuptable->tupdesc->natts;
 		deform_result(SPI_tuptable, SPI_processed, &vals, &nulls);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		hit;
 
+			CHECK_FOR_INTERRUPTS();
 			identity_row(lc, mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
 		}
 	}
 	/* in the order of ids; unknown ones are left out */
 	for (int i = 0; i < nkeys; i++)
 	{
-		LRow	   *row = keymap_get(idmap, keys[i], key_hash(&mi->pk, keys[i]));
+		LRow	   *row = loader_keymap_get(idmap, keys[i], loader_key_hash(&mi->pk, keys[i]));
 
 		if (row != NULL)
 			node_add_instance(lc->root, row);
@@ -1856,313 +1148,6 @@ harbor_get(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(result);
 }
 
-/* ---------------------------------------------------------------------
- * find(): a filtered, ordered, limited root query
- * ---------------------------------------------------------------------
- */
-
-static int
-find_column(ModelInfo *mi, const char *name)
-{
-	HarborModel *m = mi->model;
-
-	for (int i = 0; i < m->ncolumns; i++)
-		if (strcmp(m->columns[i], name) == 0)
-			return i;
-	ereport(ERROR,
-			(errcode(ERRCODE_UNDEFINED_COLUMN),
-			 errmsg("model \"%s\" has no column \"%s\"", m->name, name),
-			 errhint("Columns of \"%s\": %s.", m->name, harbor_join_quoted(m->columns, m->ncolumns))));
-	return -1;					/* keep compiler quiet */
-}
-
-/* Text of a jsonb scalar as the cast from text to the column type reads it. */
-static char *
-jsonb_scalar_text(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return pstrdup(v->val.boolean ? "true" : "false");
-		case jbvBinary:
-			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-		default:
-			return NULL;
-	}
-}
-
-typedef struct FindQuery
-{
-	StringInfoData sql;
-	int			nparams;
-	int			nconds;
-	Oid			types[FUNC_MAX_ARGS];
-	Datum		values[FUNC_MAX_ARGS];
-	char		nulls[FUNC_MAX_ARGS];
-} FindQuery;
-
-static int
-add_param(FindQuery *q, Oid type, Datum value, bool isnull)
-{
-	if (q->nparams >= FUNC_MAX_ARGS - 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("filter has too many conditions"),
-				 errdetail("At most %d values can be bound.", FUNC_MAX_ARGS - 2)));
-	q->types[q->nparams] = type;
-	q->values[q->nparams] = value;
-	q->nulls[q->nparams] = isnull ? 'n' : ' ';
-	return ++q->nparams;
-}
-
-static void
-add_condition(FindQuery *q, ModelInfo *mi, int col, const char *op, JsonbValue *v)
-{
-	const char *qcol = quote_identifier(mi->model->columns[col]);
-	Oid			type = mi->model->column_types[col];
-	char	   *typname = format_type_be_qualified(type);
-	const char *sqlop = NULL;
-	char	   *text;
-	int			p;
-
-	appendStringInfoString(&q->sql, q->nconds++ > 0 ? " AND " : " WHERE ");
-
-	if (strcmp(op, "is_null") == 0)
-	{
-		if (v->type != jbvBool)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("operator is_null of column \"%s\" takes true or false", mi->model->columns[col])));
-		appendStringInfo(&q->sql, "t.%s IS %sNULL", qcol, v->val.boolean ? "" : "NOT ");
-		return;
-	}
-	if (strcmp(op, "in") == 0)
-	{
-		JsonbIterator *it;
-		JsonbValue	e;
-		JsonbIteratorToken tok;
-		Datum	   *elems;
-		bool	   *enulls;
-		int			n = 0;
-		int			cap = 8;
-		int			dims[1];
-		int			lbs[1] = {1};
-		Oid			arrtype = get_array_type(type);
-
-		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("operator in of column \"%s\" takes an array", mi->model->columns[col])));
-		if (!OidIsValid(arrtype) || OidIsValid(get_element_type(type)))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("operator in is not supported for column \"%s\" of type %s",
-							mi->model->columns[col], format_type_be(type))));
-		elems = palloc(sizeof(Datum) * cap);
-		enulls = palloc(sizeof(bool) * cap);
-		it = JsonbIteratorInit(v->val.binary.data);
-		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-		{
-			if (tok != WJB_ELEM)
-				continue;
-			if (n == cap)
-			{
-				cap *= 2;
-				elems = repalloc(elems, sizeof(Datum) * cap);
-				enulls = repalloc(enulls, sizeof(bool) * cap);
-			}
-			text = jsonb_scalar_text(&e);
-			enulls[n] = (text == NULL);
-			elems[n] = text ? CStringGetTextDatum(text) : (Datum) 0;
-			n++;
-		}
-		dims[0] = n;
-		p = add_param(q, TEXTARRAYOID,
-					  PointerGetDatum(construct_md_array(elems, enulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT)),
-					  false);
-		appendStringInfo(&q->sql, "t.%s = ANY ($%d::%s[])", qcol, p, typname);
-		return;
-	}
-
-	if (strcmp(op, "eq") == 0)
-		sqlop = "=";
-	else if (strcmp(op, "ne") == 0)
-		sqlop = "<>";
-	else if (strcmp(op, "lt") == 0)
-		sqlop = "<";
-	else if (strcmp(op, "lte") == 0)
-		sqlop = "<=";
-	else if (strcmp(op, "gt") == 0)
-		sqlop = ">";
-	else if (strcmp(op, "gte") == 0)
-		sqlop = ">=";
-	else if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
-	{
-		if (TypeCategory(getBaseType(type)) != TYPCATEGORY_STRING)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("operator %s needs a text column, but \"%s\" is of type %s",
-							op, mi->model->columns[col], format_type_be(type))));
-		sqlop = op[0] == 'l' ? "LIKE" : "ILIKE";
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown filter operator \"%s\" for column \"%s\"", op, mi->model->columns[col]),
-				 errhint("Operators: eq, ne, lt, lte, gt, gte, in, like, ilike, is_null.")));
-
-	text = jsonb_scalar_text(v);
-	if (text == NULL)
-	{
-		/* comparing with null: eq and ne mean IS [NOT] NULL, as in SQLAlchemy */
-		if (strcmp(op, "eq") == 0 || strcmp(op, "ne") == 0)
-		{
-			appendStringInfo(&q->sql, "t.%s IS %sNULL", qcol, op[0] == 'e' ? "" : "NOT ");
-			return;
-		}
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("operator %s of column \"%s\" needs a value, not null", op, mi->model->columns[col])));
-	}
-	p = add_param(q, TEXTOID, CStringGetTextDatum(text), false);
-	if (sqlop[0] == 'L' || sqlop[0] == 'I')
-		appendStringInfo(&q->sql, "t.%s::pg_catalog.text %s $%d", qcol, sqlop, p);
-	else
-		appendStringInfo(&q->sql, "t.%s %s $%d::%s", qcol, sqlop, p, typname);
-}
-
-static void
-add_filter(FindQuery *q, ModelInfo *mi, Jsonb *filter)
-{
-	JsonbIterator *it;
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
-	if (!JB_ROOT_IS_OBJECT(filter))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("filter must be a JSON object"),
-				 errhint("Map column names to values or to operators, like '{\"price_cents\": {\"lt\": 500}}'.")));
-	it = JsonbIteratorInit(&filter->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		char	   *colname;
-		int			col;
-
-		if (tok != WJB_KEY)
-			continue;
-		colname = pnstrdup(k.val.string.val, k.val.string.len);
-		col = find_column(mi, colname);
-		tok = JsonbIteratorNext(&it, &v, true);
-		if (v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
-		{
-			JsonbIterator *oit = JsonbIteratorInit(v.val.binary.data);
-			JsonbValue	ok;
-			JsonbValue	ov;
-			JsonbIteratorToken otok;
-			bool		any = false;
-
-			while ((otok = JsonbIteratorNext(&oit, &ok, true)) != WJB_DONE)
-			{
-				if (otok != WJB_KEY)
-					continue;
-				JsonbIteratorNext(&oit, &ov, true);
-				add_condition(q, mi, col, pnstrdup(ok.val.string.val, ok.val.string.len), &ov);
-				any = true;
-			}
-			if (!any)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("filter on column \"%s\" names no operator", colname)));
-		}
-		else
-			add_condition(q, mi, col, "eq", &v);
-	}
-}
-
-static void
-add_order_by(FindQuery *q, ModelInfo *mi, ArrayType *order_by)
-{
-	char	  **items = NULL;
-	int			n = 0;
-
-	appendStringInfoString(&q->sql, " ORDER BY ");
-	if (order_by != NULL)
-		items = harbor_text_array_to_cstrings(PointerGetDatum(order_by), &n);
-	for (int i = 0; i < n; i++)
-	{
-		char	   *item = pstrdup(items[i]);
-		char	   *dir = NULL;
-		char	   *sp;
-		int			col;
-
-		while (*item == ' ')
-			item++;
-		sp = strchr(item, ' ');
-		if (sp)
-		{
-			*sp = '\0';
-			dir = sp + 1;
-			while (*dir == ' ')
-				dir++;
-			for (char *e = dir + strlen(dir); e > dir && e[-1] == ' '; e--)
-				e[-1] = '\0';
-		}
-		col = find_column(mi, item);
-		if (dir != NULL && *dir != '\0' && pg_strcasecmp(dir, "asc") != 0 && pg_strcasecmp(dir, "desc") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid order_by item \"%s\"", items[i]),
-					 errhint("Write a column name, optionally followed by asc or desc.")));
-		appendStringInfo(&q->sql, "t.%s%s, ", quote_identifier(mi->model->columns[col]),
-						 dir && pg_strcasecmp(dir, "desc") == 0 ? " DESC" : "");
-	}
-	/* the primary key breaks ties, so that pages are stable */
-	appendStringInfoString(&q->sql, mi->pk_order);
-}
-
-static SPIPlanPtr
-find_plan(FindQuery *q)
-{
-	uint64		h = hash_bytes_extended((unsigned char *) q->sql.data, q->sql.len, 0);
-	bool		found;
-	PlanEntry  *e;
-	SPIPlanPtr	plan;
-
-	e = hash_search(find_plans, &h, HASH_FIND, NULL);
-	if (e != NULL && strcmp(e->sql, q->sql.data) == 0)
-		return e->plan;
-	if (hash_get_num_entries(find_plans) >= MAX_FIND_PLANS)
-	{
-		/* many shapes: start over rather than grow without bound */
-		HASH_SEQ_STATUS st;
-		PlanEntry  *old;
-
-		hash_seq_init(&st, find_plans);
-		while ((old = hash_seq_search(&st)) != NULL)
-		{
-			kept_plans = list_delete_ptr(kept_plans, old->plan);
-			SPI_freeplan(old->plan);
-			hash_search(find_plans, &old->hash, HASH_REMOVE, NULL);
-		}
-	}
-	plan = prepare_kept(q->sql.data, q->nparams, q->types, 0);
-	e = hash_search(find_plans, &h, HASH_ENTER, &found);
-	if (found)
-	{
-		kept_plans = list_delete_ptr(kept_plans, e->plan);
-		SPI_freeplan(e->plan);
-	}
-	e->sql = MemoryContextStrdup(LoaderCacheContext, q->sql.data);
-	e->plan = plan;
-	return plan;
-}
-
 Datum
 harbor_find(PG_FUNCTION_ARGS)
 {
@@ -2177,16 +1162,18 @@ harbor_find(PG_FUNCTION_ARGS)
 	initStringInfo(&q->sql);
 	appendStringInfo(&q->sql, "SELECT %s FROM %s t", mi->select_list, mi->relname);
 	if (!PG_ARGISNULL(1))
-		add_filter(q, mi, PG_GETARG_JSONB_P(1));
-	add_order_by(q, mi, PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3));
-	plim = add_param(q, INT8OID, Int64GetDatum(PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4)), PG_ARGISNULL(4));
-	poff = add_param(q, INT8OID, Int64GetDatum(PG_ARGISNULL(5) ? 0 : PG_GETARG_INT32(5)), false);
+		loader_find_add_filter(q, mi, PG_GETARG_JSONB_P(1));
+	loader_find_add_order_by(q, mi, PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3));
+	plim = loader_find_add_param(q, INT8OID, Int64GetDatum(PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4)), PG_ARGISNULL(4));
+	poff = loader_find_add_param(q, INT8OID, Int64GetDatum(PG_ARGISNULL(5) ? 0 : PG_GETARG_INT32(5)), false);
 	appendStringInfo(&q->sql, " LIMIT $%d OFFSET $%d", plim, poff);
 
-	rc = SPI_execute_plan(find_plan(q), q->values, q->nulls, true, (int64) harbor_load_max_rows + 1);
+	rc = SPI_execute_plan(loader_find_plan(mi, q->sql.data, q->nparams, q->types),
+						  q->values, q->nulls, true, (int64) harbor_load_max_rows + 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "harbor.find: query failed: %s", SPI_result_code_string(rc));
 	MemoryContextSwitchTo(lc->cxt);
+	loader_check_result(SPI_tuptable, mi->ncols, mi->coltype, lc->function, mi->model->name);
 	lc->queries++;
 	lc->root->queries++;
 	lc->fetched += SPI_processed;
@@ -2204,3 +1191,4 @@ harbor_last_load_stats(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(last_stats)));
 }
+

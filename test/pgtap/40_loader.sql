@@ -3,7 +3,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
-SELECT plan(46);
+SELECT plan(50);
 
 CREATE SCHEMA ltap;
 CREATE TABLE ltap.brands (id serial PRIMARY KEY, name text NOT NULL);
@@ -125,6 +125,18 @@ SELECT throws_ok($$SELECT harbor.load('products', ARRAY[1], '{tags}')$$, '42501'
 SELECT throws_ok($$SELECT harbor.find('details')$$, '42501', NULL, 'find needs SELECT privilege too');
 RESET ROLE;
 SELECT is(jsonb_array_length(harbor.load('variants', ARRAY[1, 2, 3, 4])), 4, 'the owner sees every row');
+
+-- the catalog, not the registry's snapshot, decides how a column is read
+SET LOCAL session_replication_role = replica;
+ALTER TABLE ltap.brands ALTER COLUMN name TYPE integer USING length(name);
+ALTER TABLE ltap.tags RENAME COLUMN label TO title;
+RESET session_replication_role;
+SELECT is(harbor.get('brands', 1) -> 'name', '4', 'a type change the registry did not hear of: read as the new type');
+SELECT is(harbor.load('products', ARRAY[2], '{brand}') #> '{0,brand,name}', '4', 'also as a relationship target');
+SELECT throws_ok($$SELECT harbor.get('tags', 1)$$, '42703', NULL,
+                 'a renamed column the registry did not hear of: undefined_column');
+SELECT harbor.register_model('ltap.tags');
+SELECT is(harbor.get('tags', 1) ->> 'title', 'red', 'refreshing the model reads the new name');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,214 @@
+/*-------------------------------------------------------------------------
+ *
+ * loader_json.c
+ *	  Column values to JsonbValues for the relation loader, rendered as
+ *	  to_jsonb renders them.
+ *
+ * Scalars are converted here, without going through text where the jsonb
+ * value can be taken from the datum directly; types whose rendering needs
+ * more than a scalar (arrays, composites, ranges, json and types with a
+ * cast to json) go through to_jsonb() called here, and the resulting jsonb
+ * is unpacked.  Statements return every column as it is, so a key column
+ * hashes and binds as its own type whatever its rendering.  Which
+ * conversion a column gets is decided from its type in the catalog when its
+ * model is compiled, and every result is checked against those types
+ * before it is converted (loader_plan.c).
+ *
+ * Copyright (c) 2026, harbor_orm developers
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "parser/parse_coerce.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+
+#include "loader.h"
+
+ConvKind
+loader_conv_kind(Oid type, Oid *basetype)
+{
+	Oid			base = getBaseType(type);
+
+	*basetype = base;
+	switch (base)
+	{
+		case BOOLOID:
+			return CONV_BOOL;
+		case INT2OID:
+			return CONV_INT2;
+		case INT4OID:
+			return CONV_INT4;
+		case INT8OID:
+			return CONV_INT8;
+		case NUMERICOID:
+			return CONV_NUMERIC;
+		case FLOAT4OID:
+		case FLOAT8OID:
+			return CONV_FLOAT;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			return CONV_TEXT;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return CONV_DATETIME;
+		case JSONBOID:
+			return CONV_JSONB;
+		case JSONOID:
+			return CONV_TO_JSONB;
+		default:
+			break;
+	}
+	if (OidIsValid(get_element_type(base)) || type_is_rowtype(base) ||
+		get_typtype(base) == TYPTYPE_RANGE || get_typtype(base) == TYPTYPE_MULTIRANGE)
+		return CONV_TO_JSONB;
+	{
+		/* to_jsonb uses a cast to json where one exists */
+		Oid			castfunc;
+
+		if (find_coercion_pathway(JSONOID, base, COERCION_EXPLICIT, &castfunc) == COERCION_PATH_FUNC)
+			return CONV_TO_JSONB;
+	}
+	return CONV_OTHER;
+}
+
+/* A jsonb datum as a JsonbValue tree (not jbvBinary: the tree is serialised). */
+static void
+jsonb_to_tree(Jsonb *jb, JsonbValue *out)
+{
+	JsonbParseState *state = NULL;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbValue *res = NULL;
+
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		JsonbExtractScalar(&jb->root, out);
+		return;
+	}
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+		res = pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+	*out = *res;
+}
+
+void
+loader_set_string(JsonbValue *v, char *s)
+{
+	v->type = jbvString;
+	v->val.string.val = s;
+	v->val.string.len = strlen(s);
+}
+
+/*
+ * Converts one value of column col.  The caller has checked that the
+ * result column holds mi->coltype[col].
+ */
+void
+loader_convert_value(ModelInfo *mi, int col, Datum d, bool isnull, JsonbValue *v)
+{
+	if (isnull)
+	{
+		v->type = jbvNull;
+		return;
+	}
+	switch (mi->conv[col])
+	{
+		case CONV_BOOL:
+			v->type = jbvBool;
+			v->val.boolean = DatumGetBool(d);
+			break;
+		case CONV_INT2:
+			v->type = jbvNumeric;
+			v->val.numeric = int64_to_numeric(DatumGetInt16(d));
+			break;
+		case CONV_INT4:
+			v->type = jbvNumeric;
+			v->val.numeric = int64_to_numeric(DatumGetInt32(d));
+			break;
+		case CONV_INT8:
+			v->type = jbvNumeric;
+			v->val.numeric = int64_to_numeric(DatumGetInt64(d));
+			break;
+		case CONV_NUMERIC:
+			{
+				Numeric		n = DatumGetNumeric(d);
+
+				if (numeric_is_nan(n) || numeric_is_inf(n))
+					loader_set_string(v, DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))));
+				else
+				{
+					v->type = jbvNumeric;
+					v->val.numeric = n;
+				}
+			}
+			break;
+		case CONV_FLOAT:
+			{
+				char	   *s = OutputFunctionCall(&mi->outfn[col], d);
+				double		f = (mi->basetype[col] == FLOAT4OID) ?
+				DatumGetFloat4(d) : DatumGetFloat8(d);
+
+				if (isnan(f) || isinf(f))
+					loader_set_string(v, s);
+				else
+				{
+					v->type = jbvNumeric;
+					v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+																		 ObjectIdGetDatum(InvalidOid),
+																		 Int32GetDatum(-1)));
+				}
+			}
+			break;
+		case CONV_TEXT:
+			{
+				struct varlena *t = PG_DETOAST_DATUM_PACKED(d);
+
+				v->type = jbvString;
+				v->val.string.val = VARDATA_ANY(t);
+				v->val.string.len = VARSIZE_ANY_EXHDR(t);
+			}
+			break;
+		case CONV_DATETIME:
+			loader_set_string(v, JsonEncodeDateTime(NULL, d, mi->basetype[col], NULL));
+			break;
+		case CONV_OTHER:
+			loader_set_string(v, OutputFunctionCall(&mi->outfn[col], d));
+			break;
+		case CONV_JSONB:
+			jsonb_to_tree(DatumGetJsonbP(d), v);
+			break;
+		case CONV_TO_JSONB:
+			jsonb_to_tree(DatumGetJsonbP(FunctionCall1(&mi->outfn[col], d)), v);
+			break;
+	}
+}
+
+/* Text of a jsonb scalar as the cast from text to the column type reads it. */
+char *
+loader_jsonb_scalar_text(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		default:
+			return NULL;
+	}
+}
