@@ -2,7 +2,15 @@
 #
 #   make                 build the extension (and the client under src/client)
 #   make install         install both
-#   make installcheck    run the pg_regress suite against a running server
+#   make installcheck    run the pg_regress suite, the isolation specs and the
+#                        TAP tests against a running server (the TAP tests
+#                        start their own clusters and must not run as root)
+#
+# Each framework can be switched off on the command line, so the test command
+# runs them one by one:
+#   make installcheck ISOLATION= TAP_TESTS=   pg_regress only
+#   make installcheck REGRESS= TAP_TESTS=     isolation specs only
+#   make installcheck REGRESS= ISOLATION=     TAP tests only
 #
 # Released install scripts are never edited: sql/harbor_orm--0.1.0.sql is
 # 0.1.0 as released, and every later change to an SQL object ships in an
@@ -18,6 +26,17 @@ DATA        = $(wildcard sql/harbor_orm--*.sql)
 
 REGRESS     = $(sort $(basename $(notdir $(filter-out sql/harbor_orm--%,$(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=harbor_regress
+
+# Isolation specs: specs/<name>.spec against expected/<name>.out, output in
+# output_iso/.  The library is preloaded by the cluster (shared_preload_libraries).
+# The DDL specs (ddl_*) run last: one that crashes the server must not make
+# the specs after it fail while the server recovers.
+ISOLATION_SPECS = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+ISOLATION   = $(filter-out ddl_%,$(ISOLATION_SPECS)) $(filter ddl_%,$(ISOLATION_SPECS))
+ISOLATION_OPTS = --load-extension=harbor_orm
+
+# Perl TAP tests: t/*.pl with PostgreSQL::Test::Cluster.
+TAP_TESTS   = 1
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -std=gnu11 -Wall -Wextra -Werror \

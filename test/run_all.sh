@@ -32,7 +32,9 @@ for s in "${suites[@]}"; do
   echo
   echo "=================== suite: $s"
   start=$(date +%s)
-  if bash "${cmd[@]}"; then
+  # 9>&-: the suite's servers must not inherit the install lock's descriptor,
+  # or a server left behind by an interrupted run keeps every later run waiting.
+  if bash "${cmd[@]}" 9>&-; then
     passed=$((passed + 1))
     echo "------------------- suite $s: PASS ($(( $(date +%s) - start ))s)"
   else
