@@ -446,3 +446,8 @@ AS $$
     RUN ON ANY;
     SELECT harbor.find(model, filter, include, order_by, lim, offs);
 $$;
+
+-- Only the owner (re)defines the clusters; callers need USAGE on the schema,
+-- granted by the operator, and the partitions' own privileges.
+REVOKE EXECUTE ON FUNCTION harbor_proxy.set_partitions(text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION harbor_proxy.set_catalog_replicas(text[]) FROM PUBLIC;
