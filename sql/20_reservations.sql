@@ -273,3 +273,164 @@ DROP SCHEMA rsv CASCADE;
 DELETE FROM harbor.stock_reservations;
 DROP OWNED BY rsv_clerk;
 DROP ROLE rsv_clerk;
+
+-- ---------------------------------------------------------------- the sweep acts as the table owner
+-- A non-superuser owns a stock table whose trigger, CHECK constraint and
+-- index expression call its own functions; they try to make the owner a
+-- superuser and record who they run as.  Sweeping as a superuser must run
+-- them as the owner, under a security-restricted operation.
+CREATE ROLE esc_owner;
+CREATE ROLE esc_clerk;
+CREATE SCHEMA esc AUTHORIZATION esc_owner;
+SET ROLE esc_owner;
+CREATE TABLE esc.goods (id int PRIMARY KEY, stock_qty int NOT NULL);
+CREATE TABLE esc.seen (what text, who name, became_superuser boolean);
+CREATE FUNCTION esc.grab(what text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        EXECUTE 'ALTER ROLE esc_owner SUPERUSER';
+        INSERT INTO esc.seen VALUES (what, current_user, true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        INSERT INTO esc.seen VALUES (what, current_user, false);
+    END;
+    RETURN true;
+END $$;
+CREATE FUNCTION esc.on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM esc.grab('trigger');
+    RETURN NEW;
+END $$;
+CREATE TRIGGER grab BEFORE UPDATE ON esc.goods FOR EACH ROW EXECUTE FUNCTION esc.on_update();
+CREATE FUNCTION esc.ix(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RAISE NOTICE 'index expression runs as %', current_user;
+    RETURN n;
+END $$;
+CREATE INDEX goods_ix ON esc.goods (esc.ix(stock_qty));
+INSERT INTO esc.goods VALUES (1, 10), (2, 10);
+ALTER TABLE esc.goods ADD CONSTRAINT grab CHECK (esc.grab('check'));
+GRANT USAGE ON SCHEMA esc TO esc_clerk;
+GRANT SELECT, UPDATE ON esc.goods TO esc_clerk;
+GRANT INSERT ON esc.seen TO esc_clerk;
+RESET ROLE;
+GRANT SELECT, INSERT, UPDATE ON harbor.stock_reservations TO esc_clerk;
+SELECT harbor.register_model('esc.goods');
+SELECT harbor.enable_stock('goods');
+SET ROLE esc_clerk;
+SELECT qty FROM harbor.reserve_stock(1, 3, 'esc-1', model => 'goods');
+SELECT qty FROM harbor.reserve_stock(2, 4, 'esc-2', model => 'goods');
+RESET ROLE;
+UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 second'
+ WHERE order_id = 'esc-1';
+TRUNCATE esc.seen;
+SET client_min_messages = notice;
+SELECT harbor._sweep_batch(10);
+UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 second'
+ WHERE order_id = 'esc-2';
+SELECT harbor.sweep_expired();
+SET client_min_messages = warning;
+SELECT what, who, became_superuser FROM esc.seen ORDER BY what, who;
+SELECT rolsuper FROM pg_roles WHERE rolname = 'esc_owner';
+SELECT id, stock_qty FROM esc.goods ORDER BY id;
+-- a dedicated sweeping role: the owner's code still runs as the owner,
+-- not with the sweeper's rights
+CREATE ROLE esc_sweeper;
+GRANT SELECT, UPDATE ON harbor.stock_reservations TO esc_sweeper;
+GRANT USAGE ON SCHEMA esc TO esc_sweeper;
+GRANT UPDATE ON esc.goods TO esc_sweeper;
+SET ROLE esc_clerk;
+SELECT qty FROM harbor.reserve_stock(1, 1, 'esc-5', '1 hour', 'goods');
+RESET ROLE;
+UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 second'
+ WHERE order_id = 'esc-5';
+TRUNCATE esc.seen;
+SET ROLE esc_sweeper;
+SELECT harbor.sweep_expired();
+RESET ROLE;
+SELECT what, who, became_superuser FROM esc.seen ORDER BY what, who;
+-- a role that could not move the stock itself sweeps nothing
+REVOKE UPDATE ON esc.goods FROM esc_sweeper;
+SET ROLE esc_sweeper;
+SELECT harbor.sweep_expired();
+RESET ROLE;
+DROP OWNED BY esc_sweeper;
+DROP ROLE esc_sweeper;
+
+-- ---------------------------------------------------------------- forged holds
+-- A role with the documented INSERT and UPDATE on harbor.stock_reservations
+-- but no UPDATE on the item table writes expired holds directly (claiming
+-- to be the owner, or reopening a confirmed hold).  Neither the sweeps nor
+-- a reserving clerk's reclaim may give their stock back.
+CREATE ROLE esc_forger;
+GRANT USAGE ON SCHEMA esc TO esc_forger;
+GRANT SELECT ON esc.goods TO esc_forger;
+GRANT SELECT, INSERT, UPDATE ON harbor.stock_reservations TO esc_forger;
+SET ROLE esc_clerk;
+SELECT qty FROM harbor.reserve_stock(2, 2, 'esc-3', model => 'goods');
+SELECT harbor.confirm_reservation('esc-3');
+SET ROLE esc_forger;
+INSERT INTO harbor.stock_reservations (model, item_id, order_id, qty, expires_at, created_by)
+VALUES ('goods', 1, 'forged', 1000, now() - interval '1 hour', 'esc_owner');
+UPDATE harbor.stock_reservations
+   SET status = 'active', closed_at = NULL, expires_at = now() - interval '1 hour'
+ WHERE order_id = 'esc-3';
+RESET ROLE;
+SELECT order_id, item_id, qty, status, created_by FROM harbor.stock_reservations
+ WHERE order_id IN ('forged', 'esc-3') ORDER BY order_id;
+SELECT harbor.sweep_expired();
+SELECT id, stock_qty FROM esc.goods ORDER BY id;
+SELECT model, item_id, regexp_replace(problem, 'reservation \d+', 'reservation N') AS problem
+  FROM harbor.check_stock();
+-- the clerk's reserve reclaims only holds it may credit: item 1 keeps 10 units
+SET ROLE esc_clerk;
+SELECT harbor.reserve_stock(1, 11, 'esc-4', model => 'goods');
+RESET ROLE;
+SELECT id, stock_qty FROM esc.goods ORDER BY id;
+DELETE FROM harbor.stock_reservations WHERE order_id IN ('forged', 'esc-3');
+
+-- ---------------------------------------------------------------- stock that does not fit
+-- One item whose stock cannot take its expired holds back stays as it is,
+-- with a warning; the other holds of the batch are released.
+UPDATE esc.goods SET stock_qty = 2147483600 WHERE id = 1;
+SET ROLE esc_clerk;
+SELECT qty FROM harbor.reserve_stock(1, 100, 'big', model => 'goods');
+SELECT qty FROM harbor.reserve_stock(2, 1, 'small', model => 'goods');
+RESET ROLE;
+UPDATE esc.goods SET stock_qty = 2147483600 WHERE id = 1;
+UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 second'
+ WHERE order_id IN ('big', 'small');
+SELECT harbor._sweep_batch(10);
+SELECT harbor.sweep_expired();
+SELECT order_id, status FROM harbor.stock_reservations WHERE order_id IN ('big', 'small') ORDER BY 1;
+UPDATE esc.goods SET stock_qty = 0 WHERE id = 1;
+SELECT harbor.sweep_expired();
+SELECT order_id, status FROM harbor.stock_reservations WHERE order_id IN ('big', 'small') ORDER BY 1;
+SELECT id, stock_qty FROM esc.goods ORDER BY id;
+
+-- ---------------------------------------------------------------- rename
+-- Kept statements follow the table: reserve, rename in a new transaction,
+-- reserve again in the same session; then SET SCHEMA.
+ALTER TABLE esc.goods DISABLE TRIGGER grab;
+ALTER TABLE esc.goods DROP CONSTRAINT grab;
+DROP INDEX esc.goods_ix;
+UPDATE esc.goods SET stock_qty = 10;
+SELECT qty FROM harbor.reserve_stock(1, 1, 'rn-1', model => 'goods');
+ALTER TABLE esc.goods RENAME TO wares;
+SELECT qty FROM harbor.reserve_stock(1, 1, 'rn-2', model => 'goods');
+SELECT * FROM harbor.stock_status(1, 'goods');
+CREATE SCHEMA esc2;
+ALTER TABLE esc.wares SET SCHEMA esc2;
+SELECT qty FROM harbor.reserve_stock(1, 1, 'rn-3', model => 'goods');
+UPDATE harbor.stock_reservations SET expires_at = now() - interval '1 second'
+ WHERE order_id LIKE 'rn-%';
+SELECT harbor.sweep_expired();
+SELECT id, stock_qty FROM esc2.wares ORDER BY id;
+
+SELECT harbor.unregister_model('goods');
+DROP SCHEMA esc CASCADE;
+DROP SCHEMA esc2 CASCADE;
+DELETE FROM harbor.stock_reservations;
+DROP OWNED BY esc_clerk;
+DROP OWNED BY esc_forger;
+DROP OWNED BY esc_owner;
+DROP ROLE esc_owner, esc_clerk, esc_forger;

@@ -14,20 +14,26 @@
  *
  * Locking.  An item row is only ever locked the way a guarded UPDATE locks
  * it (FOR NO KEY UPDATE strength), which does not block inserts of rows
- * that reference the item by foreign key.  Every function takes locks in
- * one order: an order's hold on an item (a new row, or the existing one
- * locked FOR UPDATE) before the item, items in ascending id order,
- * hold and item for one item before the next.  Reserve inserts its new hold before it touches the item, so
- * that the item lock, the one every checkout of that item queues on, is
- * held only for the decrement and the commit.  The sweeps never wait:
- * they take holds and items with SKIP LOCKED and leave what others hold
- * to the next round.
+ * that reference the item by foreign key.  Every path takes row locks in
+ * one order: holds, then items in ascending id order, then whatever the
+ * table's triggers and external writers lock (see sweep.c for the whole
+ * argument).  reserve and release take an order's hold on an item (a new
+ * row, or the existing one locked FOR UPDATE) and then the item, one item
+ * after the other; confirm and extend take holds only.  Reserve inserts
+ * its new hold before it touches the item, so that the item lock, the one
+ * every checkout of that item queues on, is held only for the decrement
+ * and the commit.  The reclaim inside reserve (expiring other orders'
+ * expired holds of the item it has locked) takes holds after the item,
+ * so it skips busy ones; the sweeps (sweep.c) never wait at all.
  *
- * Every statement is prepared once per backend and kept (SPI_keepplan);
- * the plans of a model are rebuilt when the registry or harbor.stock_model
- * changes.  Identifiers are quoted when the statement text is built and
- * every value is a parameter.  Everything runs with the caller's
- * privileges, so table privileges and row-level security apply.
+ * Every statement is prepared once per backend and kept (SPI_keepplan) on
+ * the shared cache (cache.h, stock.h): the statements of one item table
+ * are rebuilt from its current name after any ALTER, RENAME or SET SCHEMA
+ * of it.  Identifiers are quoted when the statement text is built and
+ * every value is a parameter.  Everything here runs with the caller's
+ * privileges, so table privileges and row-level security apply.  Every
+ * hold version records the role that wrote it (harbor_stamp_hold), which
+ * decides whether the sweeps may give its stock back.
  *
  * Copyright (c) 2026, harbor_orm developers
  *
@@ -64,6 +70,7 @@
 #include "harbor_orm.h"
 #include "registry.h"
 #include "reservations.h"
+#include "stock.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(harbor_stock_model_changed);
@@ -73,9 +80,7 @@ PG_FUNCTION_INFO_V1(harbor_reserve_many);
 PG_FUNCTION_INFO_V1(harbor_confirm_reservation);
 PG_FUNCTION_INFO_V1(harbor_release_reservation);
 PG_FUNCTION_INFO_V1(harbor_extend_reservation);
-PG_FUNCTION_INFO_V1(harbor_sweep_expired);
-PG_FUNCTION_INFO_V1(harbor_sweep_batch);
-PG_FUNCTION_INFO_V1(harbor_purge_closed);
+PG_FUNCTION_INFO_V1(harbor_stamp_hold);
 PG_FUNCTION_INFO_V1(harbor_stock_status);
 PG_FUNCTION_INFO_V1(harbor_check_stock);
 
@@ -83,29 +88,16 @@ PG_FUNCTION_INFO_V1(harbor_check_stock);
  * Statements.
  *
  * Per-model statements name the item table {rel}, its primary key {pk}
- * and its stock column {stock}; these are replaced by quoted identifiers.
+ * and its stock column {stock}; these are replaced by quoted identifiers
+ * ({relid} and {stock_attnum} by numbers).
  * ---------------------------------------------------------------------
  */
-typedef enum ModelPlan
-{
-	MP_FAST,					/* insert the hold, then take the stock */
-	MP_LOCK,					/* lock an item, read its stock */
-	MP_RECLAIM,					/* expire an item's expired holds but ours */
-	MP_TAKE,					/* guarded decrement */
-	MP_GIVE,					/* increment */
-	MP_SWEEP,					/* one sweep batch */
-	MP_STOCK,					/* read an item's stock, no lock */
-	MP_BAD_STOCK,				/* check: negative or null stock */
-	MP_ORPHANS,					/* check: holds on missing items */
-	MP_NPLANS
-} ModelPlan;
-
 /* A statement kept per backend: its text, and the types of its parameters. */
 typedef struct PlanDef
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[5];
+	Oid			argtypes[6];
 } PlanDef;
 
 static const PlanDef model_plan_defs[MP_NPLANS] =
@@ -120,211 +112,229 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		 */
 		"WITH ins AS (\n"
 		"    INSERT INTO harbor.stock_reservations AS r (model, item_id, order_id, qty, expires_at)\n"
-		"    VALUES ($3, $1, $4, $2, pg_catalog.now() + $5)\n"
-		"    ON CONFLICT (model, item_id, order_id) WHERE status = 'active' DO NOTHING\n"
+		"    VALUES ($3, $1, $4, $2, pg_catalog.now() OPERATOR(pg_catalog.+) $5)\n"
+		"    ON CONFLICT (model, item_id, order_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING\n"
 		"    RETURNING r\n"
 		"), upd AS (\n"
-		"    UPDATE {rel} AS t SET {stock} = t.{stock} - $2\n"
-		"     WHERE t.{pk} = $1 AND t.{stock} >= $2 AND EXISTS (SELECT FROM ins)\n"
+		"    UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.-) $2\n"
+		"     WHERE t.{pk} OPERATOR(pg_catalog.=) $1 AND t.{stock} OPERATOR(pg_catalog.>=) $2\n"
+		"       AND EXISTS (SELECT FROM ins)\n"
 		"    RETURNING 1\n"
 		")\n"
 		"SELECT (SELECT pg_catalog.count(*) FROM upd), (SELECT ins.r FROM ins)",
 		5, {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID}
 	},
 	[MP_LOCK] = {
-		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1 FOR NO KEY UPDATE OF t",
+		"SELECT t.{stock}::pg_catalog.int8 FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) $1\n"
+		"   FOR NO KEY UPDATE OF t",
 		1, {INT8OID}
 	},
-	[MP_RECLAIM] = {
-		"WITH c AS MATERIALIZED (\n"
-		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'\n"
-		"       AND x.expires_at <= pg_catalog.now() AND x.id <> $3\n"
-		"       FOR UPDATE SKIP LOCKED\n"
-		"), done AS (\n"
-		"    UPDATE harbor.stock_reservations AS r\n"
-		"       SET status = 'expired', closed_at = pg_catalog.now()\n"
-		"      FROM c WHERE r.id = c.id\n"
-		"    RETURNING r.qty\n"
-		")\n"
-		"UPDATE {rel} AS t SET {stock} = t.{stock} + s.q\n"
-		"  FROM (SELECT pg_catalog.sum(done.qty) AS q FROM done) AS s\n"
-		" WHERE t.{pk} = $2 AND s.q IS NOT NULL",
-		3, {TEXTOID, INT8OID, INT8OID}
-	},
 	[MP_TAKE] = {
-		"UPDATE {rel} AS t SET {stock} = t.{stock} - $2 WHERE t.{pk} = $1 AND t.{stock} >= $2",
+		"UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.-) $2\n"
+		" WHERE t.{pk} OPERATOR(pg_catalog.=) $1 AND t.{stock} OPERATOR(pg_catalog.>=) $2",
 		2, {INT8OID, INT4OID}
 	},
 	[MP_GIVE] = {
-		"UPDATE {rel} AS t SET {stock} = t.{stock} + $2 WHERE t.{pk} = $1",
+		"UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.+) $2\n"
+		" WHERE t.{pk} OPERATOR(pg_catalog.=) $1",
 		2, {INT8OID, INT4OID}
 	},
-	[MP_SWEEP] = {
+	[MP_SWEEP_ITEMS] = {
 		/*
-		 * Holds are taken with SKIP LOCKED, oldest expiry first; their items
-		 * with SKIP LOCKED in ascending order.  A hold whose item someone
-		 * else has locked stays for the next round; a hold whose item is
-		 * gone is closed with nothing to restore.  The stock goes back with
-		 * one UPDATE per batch, summed per item.  The locked holds are
-		 * updated by ctid (stable while we hold the lock), and every probe
-		 * is an array lookup, so a batch costs the same on a large table.
+		 * Where the items of a sweep batch are, in ascending order; sweep.c
+		 * locks them one by one without waiting.  Run as the table owner.
 		 */
-		"WITH c AS MATERIALIZED (\n"
-		"    SELECT x.ctid AS row_id, x.item_id, x.expires_at FROM harbor.stock_reservations x\n"
-		"     WHERE x.status = 'active' AND x.expires_at <= pg_catalog.now() AND x.model = $2\n"
-		"       AND x.expires_at >= $3\n"
-		"     ORDER BY x.expires_at LIMIT $1\n"
-		"       FOR UPDATE SKIP LOCKED\n"
-		"), i AS MATERIALIZED (\n"
-		"    SELECT t.{pk} AS item_id FROM {rel} AS t\n"
-		"     WHERE t.{pk} = ANY (ARRAY(SELECT DISTINCT c.item_id FROM c))\n"
-		"     ORDER BY t.{pk}\n"
-		"       FOR NO KEY UPDATE OF t SKIP LOCKED\n"
-		"), done AS (\n"
-		"    UPDATE harbor.stock_reservations AS r\n"
-		"       SET status = 'expired', closed_at = pg_catalog.now()\n"
-		"     WHERE r.ctid = ANY (ARRAY(SELECT c.row_id FROM c))\n"
-		"       AND (r.item_id IN (SELECT i.item_id FROM i)\n"
-		"            OR NOT EXISTS (SELECT FROM {rel} AS g WHERE g.{pk} = r.item_id))\n"
-		"    RETURNING r.item_id, r.qty\n"
-		"), s AS (\n"
-		"    SELECT pg_catalog.array_agg(d.item_id) AS ids, pg_catalog.array_agg(d.q) AS qs\n"
-		"      FROM (SELECT done.item_id, pg_catalog.sum(done.qty) AS q\n"
-		"              FROM done GROUP BY done.item_id) AS d\n"
-		"), restore AS (\n"
-		"    UPDATE {rel} AS t SET {stock} = t.{stock} + v.q\n"
-		"      FROM ROWS FROM (pg_catalog.unnest((SELECT s.ids FROM s)),\n"
-		"                      pg_catalog.unnest((SELECT s.qs FROM s))) AS v(id, q)\n"
-		"     WHERE t.{pk} = v.id\n"
-		"    RETURNING 1\n"
-		")\n"
-		"SELECT (SELECT pg_catalog.count(*) FROM done), (SELECT pg_catalog.count(*) FROM restore),\n"
-		"       (SELECT pg_catalog.max(c.expires_at) FROM c)",
-		3, {INT4OID, TEXTOID, TIMESTAMPTZOID}
+		"SELECT t.tableoid, t.ctid, t.{pk}::bigint FROM {rel} AS t\n"
+		" WHERE t.{pk} OPERATOR(pg_catalog.=) ANY ($1) ORDER BY 3",
+		1, {INT8ARRAYOID}
+	},
+	[MP_SWEEP_STOCK] = {
+		/* the stock of items the sweep has locked.  Run as the table owner. */
+		"SELECT t.{pk}::bigint, t.{stock}::bigint FROM {rel} AS t\n"
+		" WHERE t.{pk} OPERATOR(pg_catalog.=) ANY ($1)",
+		1, {INT8ARRAYOID}
+	},
+	[MP_SWEEP_RESTORE] = {
+		/*
+		 * The stock of a batch back, summed per item, on items the sweep
+		 * has locked.  Run as the table owner.
+		 */
+		"UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.+) v.q\n"
+		"  FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),\n"
+		"                  pg_catalog.unnest($2::pg_catalog.int8[])) AS v(id, q)\n"
+		" WHERE t.{pk} OPERATOR(pg_catalog.=) v.id",
+		2, {INT8ARRAYOID, INT8ARRAYOID}
 	},
 	[MP_STOCK] = {
-		"SELECT t.{stock}::bigint FROM {rel} AS t WHERE t.{pk} = $1",
+		"SELECT t.{stock}::pg_catalog.int8 FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) $1",
 		1, {INT8OID}
 	},
 	[MP_BAD_STOCK] = {
-		"SELECT t.{pk}::bigint,\n"
+		"SELECT t.{pk}::pg_catalog.int8,\n"
 		"       CASE WHEN t.{stock} IS NULL THEN 'stock is null'\n"
-		"            ELSE 'negative stock ' || t.{stock} END\n"
-		"  FROM {rel} AS t WHERE t.{stock} < 0 OR t.{stock} IS NULL ORDER BY 1",
+		"            ELSE 'negative stock ' OPERATOR(pg_catalog.||) t.{stock} END\n"
+		"  FROM {rel} AS t WHERE t.{stock} OPERATOR(pg_catalog.<) 0 OR t.{stock} IS NULL ORDER BY 1",
 		0, {0}
 	},
 	[MP_ORPHANS] = {
 		"SELECT x.item_id, pg_catalog.count(*) FROM harbor.stock_reservations x\n"
-		" WHERE x.model = $1 AND x.status IN ('active', 'confirmed')\n"
-		"   AND NOT EXISTS (SELECT FROM {rel} AS t WHERE t.{pk} = x.item_id)\n"
+		" WHERE x.model OPERATOR(pg_catalog.=) $1\n"
+		"   AND x.status OPERATOR(pg_catalog.=) ANY ('{active,confirmed}'::pg_catalog.text[])\n"
+		"   AND NOT EXISTS (SELECT FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) x.item_id)\n"
 		" GROUP BY x.item_id ORDER BY 1",
 		1, {TEXTOID}
 	},
+	[MP_UNCREDITED] = {
+		"SELECT x.item_id, pg_catalog.format('reservation %s: expired, but its writer %s cannot update the stock,'\n"
+		"                                     ' so the sweeps leave it active', x.id, x.created_by)\n"
+		"  FROM harbor.stock_reservations x\n"
+		" WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()\n"
+		"   AND NOT harbor._hold_creditable(x.created_by, {relid}::pg_catalog.oid, {stock_attnum}::pg_catalog.int2)\n"
+		" ORDER BY x.item_id, x.id",
+		1, {TEXTOID}
+	},
 };
-
-typedef enum GlobalPlan
-{
-	GP_OWN,						/* the order's active hold on an item */
-	GP_RENEW,
-	GP_CONFIRM,
-	GP_ORDER_STATE,
-	GP_EXTEND,
-	GP_ORDER_ITEMS,
-	GP_RELEASE,
-	GP_PURGE,
-	GP_HOLDS,
-	GP_CHECK_ROWS,
-	GP_NPLANS
-} GlobalPlan;
 
 static const PlanDef global_plan_defs[GP_NPLANS] =
 {
 	[GP_OWN] = {
 		"SELECT r.id, r.qty FROM harbor.stock_reservations r\n"
-		" WHERE r.model = $1 AND r.item_id = $2 AND r.order_id = $3 AND r.status = 'active'\n"
+		" WHERE r.model OPERATOR(pg_catalog.=) $1 AND r.item_id OPERATOR(pg_catalog.=) $2\n"
+		"   AND r.order_id OPERATOR(pg_catalog.=) $3 AND r.status OPERATOR(pg_catalog.=) 'active'\n"
 		"   FOR UPDATE OF r",
 		3, {TEXTOID, INT8OID, TEXTOID}
 	},
 	[GP_RENEW] = {
 		"UPDATE harbor.stock_reservations AS r\n"
-		"   SET qty = $2, expires_at = pg_catalog.now() + $3\n"
-		" WHERE r.id = $1 RETURNING r",
+		"   SET qty = $2, expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3\n"
+		" WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING r",
 		3, {INT8OID, INT4OID, INTERVALOID}
 	},
 	[GP_CONFIRM] = {
 		/* rows locked in (model, item) order, as release and reserve do */
 		"WITH c AS MATERIALIZED (\n"
 		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.order_id = $1 AND x.status = 'active' AND x.expires_at > pg_catalog.now()\n"
+		"     WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"       AND x.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()\n"
 		"     ORDER BY x.model, x.item_id FOR UPDATE\n"
 		")\n"
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET status = 'confirmed', closed_at = pg_catalog.now()\n"
-		"  FROM c WHERE r.id = c.id",
+		"  FROM c WHERE r.id OPERATOR(pg_catalog.=) c.id",
 		1, {TEXTOID}
 	},
 	[GP_ORDER_STATE] = {
 		/* the latest hold of the order on each item */
 		"SELECT DISTINCT ON (r.model, r.item_id) r.model, r.item_id, r.status,\n"
-		"       r.status = 'expired' OR (r.status = 'active' AND r.expires_at <= pg_catalog.now())\n"
-		"  FROM harbor.stock_reservations r WHERE r.order_id = $1\n"
+		"       r.status OPERATOR(pg_catalog.=) 'expired'\n"
+		"       OR (r.status OPERATOR(pg_catalog.=) 'active'\n"
+		"           AND r.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now())\n"
+		"  FROM harbor.stock_reservations r WHERE r.order_id OPERATOR(pg_catalog.=) $1\n"
 		" ORDER BY r.model, r.item_id, r.id DESC",
 		1, {TEXTOID}
 	},
 	[GP_EXTEND] = {
 		"WITH c AS MATERIALIZED (\n"
 		"    SELECT x.id FROM harbor.stock_reservations x\n"
-		"     WHERE x.order_id = $1 AND x.status = 'active' AND x.expires_at > pg_catalog.now()\n"
+		"     WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"       AND x.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()\n"
 		"     ORDER BY x.model, x.item_id FOR UPDATE\n"
 		")\n"
-		"UPDATE harbor.stock_reservations AS r SET expires_at = pg_catalog.now() + $2\n"
-		"  FROM c WHERE r.id = c.id",
+		"UPDATE harbor.stock_reservations AS r SET expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $2\n"
+		"  FROM c WHERE r.id OPERATOR(pg_catalog.=) c.id",
 		2, {TEXTOID, INTERVALOID}
 	},
 	[GP_ORDER_ITEMS] = {
 		"SELECT DISTINCT r.model, r.item_id FROM harbor.stock_reservations r\n"
-		" WHERE r.order_id = $1 AND r.status = 'active' AND ($2::bigint IS NULL OR r.item_id = $2)\n"
+		" WHERE r.order_id OPERATOR(pg_catalog.=) $1 AND r.status OPERATOR(pg_catalog.=) 'active'\n"
+		"   AND ($2::pg_catalog.int8 IS NULL OR r.item_id OPERATOR(pg_catalog.=) $2)\n"
 		" ORDER BY 1, 2",
 		2, {TEXTOID, INT8OID}
 	},
 	[GP_RELEASE] = {
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET status = 'released', closed_at = pg_catalog.now()\n"
-		" WHERE r.id IN (SELECT x.id FROM harbor.stock_reservations x\n"
-		"                 WHERE x.order_id = $1 AND x.model = $2 AND x.item_id = $3\n"
-		"                   AND x.status = 'active' FOR UPDATE)\n"
+		" WHERE r.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.id FROM harbor.stock_reservations x\n"
+		"                 WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.model OPERATOR(pg_catalog.=) $2\n"
+		"                   AND x.item_id OPERATOR(pg_catalog.=) $3\n"
+		"                   AND x.status OPERATOR(pg_catalog.=) 'active' FOR UPDATE))\n"
 		"RETURNING r.qty",
 		3, {TEXTOID, TEXTOID, INT8OID}
 	},
-	[GP_PURGE] = {
-		"DELETE FROM harbor.stock_reservations AS r\n"
-		" WHERE r.id = ANY (ARRAY(SELECT x.id FROM harbor.stock_reservations x\n"
-		"                          WHERE x.status <> 'active' AND x.closed_at < $2\n"
-		"                          ORDER BY x.closed_at\n"
-		"                          LIMIT $1 FOR UPDATE SKIP LOCKED))",
+	[GP_RECLAIM_HOLDS] = {
+		/* candidates only: sweep.c locks them without waiting */
+		"SELECT x.ctid FROM harbor.stock_reservations x\n"
+		" WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.item_id OPERATOR(pg_catalog.=) $2\n"
+		"   AND x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()\n"
+		"   AND x.id OPERATOR(pg_catalog.<>) $3\n"
+		"   AND harbor._hold_creditable(x.created_by, $4, $5)",
+		5, {TEXTOID, INT8OID, INT8OID, OIDOID, INT2OID}
+	},
+	[GP_SWEEP_HOLDS] = {
+		/*
+		 * Candidates only, oldest expiry first: sweep.c locks them without
+		 * waiting and checks them again.  Holds whose creator could not
+		 * have moved the stock are never taken (see harbor_hold_creditable).
+		 */
+		"SELECT x.ctid, x.expires_at, x.id FROM harbor.stock_reservations x\n"
+		" WHERE x.status OPERATOR(pg_catalog.=) 'active'\n"
+		"   AND x.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()\n"
+		"   AND x.model OPERATOR(pg_catalog.=) $2\n"
+		"   AND ROW(x.expires_at, x.id) OPERATOR(pg_catalog.>) ROW($3, $6)\n"
+		"   AND harbor._hold_creditable(x.created_by, $4, $5)\n"
+		" ORDER BY x.expires_at, x.id LIMIT $1",
+		6, {INT4OID, TEXTOID, TIMESTAMPTZOID, OIDOID, INT2OID, INT8OID}
+	},
+	[GP_SWEEP_CLOSE] = {
+		/* holds the sweep has locked, by their locked version's ctid */
+		"UPDATE harbor.stock_reservations AS r\n"
+		"   SET status = 'expired', closed_at = pg_catalog.now()\n"
+		" WHERE r.ctid OPERATOR(pg_catalog.=) ANY ($1)\n"
+		"   AND r.status OPERATOR(pg_catalog.=) 'active'\n"
+		"RETURNING r.item_id, r.qty",
+		1, {TIDARRAYOID}
+	},
+	[GP_PURGE_HOLDS] = {
+		"SELECT x.ctid FROM harbor.stock_reservations x\n"
+		" WHERE x.status OPERATOR(pg_catalog.<>) 'active'\n"
+		"   AND x.closed_at OPERATOR(pg_catalog.<) $2\n"
+		" ORDER BY x.closed_at LIMIT $1",
 		2, {INT4OID, TIMESTAMPTZOID}
 	},
+	[GP_PURGE_DELETE] = {
+		"DELETE FROM harbor.stock_reservations AS r\n"
+		" WHERE r.ctid OPERATOR(pg_catalog.=) ANY ($1)\n"
+		"   AND r.status OPERATOR(pg_catalog.<>) 'active'",
+		1, {TIDARRAYOID}
+	},
 	[GP_HOLDS] = {
-		"SELECT (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::bigint\n"
+		"SELECT (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::pg_catalog.int8\n"
 		"          FROM harbor.stock_reservations x\n"
-		"         WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'active'),\n"
-		"       (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::bigint\n"
+		"         WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.item_id OPERATOR(pg_catalog.=) $2\n"
+		"           AND x.status OPERATOR(pg_catalog.=) 'active'),\n"
+		"       (SELECT COALESCE(pg_catalog.sum(x.qty), 0)::pg_catalog.int8\n"
 		"          FROM harbor.stock_reservations x\n"
-		"         WHERE x.model = $1 AND x.item_id = $2 AND x.status = 'confirmed')",
+		"         WHERE x.model OPERATOR(pg_catalog.=) $1 AND x.item_id OPERATOR(pg_catalog.=) $2\n"
+		"           AND x.status OPERATOR(pg_catalog.=) 'confirmed')",
 		2, {TEXTOID, INT8OID}
 	},
 	[GP_CHECK_ROWS] = {
 		"SELECT r.model, r.item_id, pg_catalog.format('reservation %s: %s', r.id, p.problem)\n"
 		"  FROM harbor.stock_reservations r,\n"
 		"       LATERAL (SELECT CASE\n"
-		"           WHEN r.status NOT IN ('active', 'confirmed', 'released', 'expired')\n"
+		"           WHEN r.status OPERATOR(pg_catalog.<>)\n"
+		"                ALL ('{active,confirmed,released,expired}'::pg_catalog.text[])\n"
 		"               THEN pg_catalog.format('unknown status %L', r.status)\n"
-		"           WHEN r.qty <= 0 THEN 'quantity is not positive'\n"
-		"           WHEN r.status = 'active' AND r.closed_at IS NOT NULL THEN 'active but closed'\n"
-		"           WHEN r.status <> 'active' AND r.closed_at IS NULL THEN r.status || ' but not closed'\n"
-		"           WHEN r.status IN ('active', 'confirmed')\n"
-		"                AND NOT EXISTS (SELECT FROM harbor.stock_model s WHERE s.model = r.model)\n"
+		"           WHEN r.qty OPERATOR(pg_catalog.<=) 0 THEN 'quantity is not positive'\n"
+		"           WHEN r.status OPERATOR(pg_catalog.=) 'active' AND r.closed_at IS NOT NULL\n"
+		"               THEN 'active but closed'\n"
+		"           WHEN r.status OPERATOR(pg_catalog.<>) 'active' AND r.closed_at IS NULL\n"
+		"               THEN r.status OPERATOR(pg_catalog.||) ' but not closed'\n"
+		"           WHEN r.status OPERATOR(pg_catalog.=) ANY ('{active,confirmed}'::pg_catalog.text[])\n"
+		"                AND NOT EXISTS (SELECT FROM harbor.stock_model s\n"
+		"                                 WHERE s.model OPERATOR(pg_catalog.=) r.model)\n"
 		"               THEN 'hold on a model that does not keep stock'\n"
 		"           END AS problem) p\n"
 		" WHERE p.problem IS NOT NULL\n"
@@ -334,77 +344,14 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 };
 
 /* ---------------------------------------------------------------------
- * The per-backend cache of stock models and kept plans
+ * The per-backend cache of stock models and kept plans (see stock.h)
  * ---------------------------------------------------------------------
  */
-typedef struct StockModel
-{
-	char	   *name;
-	Oid			relid;
-	char	   *stock_column;
-	char	   *qrel;			/* quoted, schema-qualified */
-	char	   *qpk;
-	char	   *qstock;
-	SPIPlanPtr	plans[MP_NPLANS];
-} StockModel;
 
-typedef struct StockCache
-{
-	MemoryContext cxt;
-	int			nmodels;
-	StockModel *models;			/* sorted by name */
-	SPIPlanPtr	plans[GP_NPLANS];
-} StockCache;
-
-static StockCache *stock_cache = NULL;
-static bool stock_cache_valid = false;
-static uint64 stock_cache_generation = 0;
-static Oid	stock_model_oid = InvalidOid;
-/* replaced caches: their plans may still be running, so freed at xact end */
-static List *retired_caches = NIL;
-
-static void
-stock_relcache_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == stock_model_oid)
-		stock_cache_valid = false;
-}
-
-static void
-free_cache(StockCache *c)
-{
-	for (int i = 0; i < c->nmodels; i++)
-		for (int p = 0; p < MP_NPLANS; p++)
-			if (c->models[i].plans[p] != NULL)
-				SPI_freeplan(c->models[i].plans[p]);
-	for (int p = 0; p < GP_NPLANS; p++)
-		if (c->plans[p] != NULL)
-			SPI_freeplan(c->plans[p]);
-	MemoryContextDelete(c->cxt);
-}
-
-static void
-stock_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-	{
-		ListCell   *lc;
-
-		foreach(lc, retired_caches)
-			free_cache((StockCache *) lfirst(lc));
-		list_free(retired_caches);
-		retired_caches = NIL;
-		if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-			stock_cache_valid = false;
-	}
-}
-
+/* Nothing to register: cache.c invalidates and retires the cache. */
 void
 harbor_reservations_init(void)
 {
-	CacheRegisterRelcacheCallback(stock_relcache_callback, (Datum) 0);
-	RegisterXactCallback(stock_xact_callback, NULL);
 }
 
 static int
@@ -413,46 +360,35 @@ stock_model_cmp(const void *a, const void *b)
 	return strcmp(((const StockModel *) a)->name, ((const StockModel *) b)->name);
 }
 
-/* The cache, rebuilt if the registry or harbor.stock_model changed.  SPI must be connected. */
-static StockCache *
-get_stock_cache(void)
+/*
+ * The stock models and the statements on the harbor tables, rebuilt when
+ * the registry, harbor.stock_model or harbor.stock_reservations changed.
+ */
+StockCache *
+harbor_stock_cache(void)
 {
-	int			nregistered;
+	HarborCacheEntry *e = harbor_cache_entry(InvalidOid);
 	StockCache *c;
-	MemoryContext cxt;
 	MemoryContext oldcxt;
 	Oid			nspid;
 	uint64		nrows;
 
-	/* brings the registry up to date, which may change its generation */
-	harbor_model_list(&nregistered);
-	if (stock_cache != NULL && stock_cache_valid &&
-		stock_cache_generation == harbor_registry_generation())
-		return stock_cache;
+	if (e->data[HARBOR_CACHE_STOCK] != NULL)
+		return (StockCache *) e->data[HARBOR_CACHE_STOCK];
 
-	if (stock_cache != NULL)
-	{
-		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-		retired_caches = lappend(retired_caches, stock_cache);
-		MemoryContextSwitchTo(oldcxt);
-		stock_cache = NULL;
-	}
-
-	/* mark valid first: an invalidation during the load must win */
-	stock_cache_valid = true;
-	stock_cache_generation = harbor_registry_generation();
 	nspid = get_namespace_oid(HARBOR_SCHEMA, false);
-	stock_model_oid = get_relname_relid("stock_model", nspid);
+	harbor_cache_depend(e, get_relname_relid("stock_model", nspid));
+	harbor_cache_depend(e, get_relname_relid("stock_reservations", nspid));
 
-	cxt = AllocSetContextCreate(CacheMemoryContext, "harbor_orm stock models",
-								ALLOCSET_SMALL_SIZES);
-	c = MemoryContextAllocZero(cxt, sizeof(StockCache));
-	c->cxt = cxt;
+	c = MemoryContextAllocZero(e->cxt, sizeof(StockCache));
+	c->entry = e;
+	c->holds_relid = get_relname_relid("stock_reservations", nspid);
 
+	/* read-write mode: a fresh snapshot, which sees this statement's writes */
 	harbor_spi_exec("SELECT s.model, s.stock_column::text FROM harbor.stock_model s ORDER BY s.model",
-					0, NULL, NULL, NULL, true, 0);
+					0, NULL, NULL, NULL, false, 0);
 	nrows = SPI_processed;
-	c->models = MemoryContextAllocZero(cxt, sizeof(StockModel) * Max(nrows, 1));
+	c->models = MemoryContextAllocZero(e->cxt, sizeof(StockModel) * Max(nrows, 1));
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		char	   *name = harbor_spi_getcstring(i, 1);
@@ -463,23 +399,57 @@ get_stock_cache(void)
 		if (m == NULL || m->npk != 1)
 			continue;			/* check_stock() reports it */
 		sm = &c->models[c->nmodels++];
-		oldcxt = MemoryContextSwitchTo(cxt);
+		oldcxt = MemoryContextSwitchTo(e->cxt);
 		sm->name = pstrdup(name);
 		sm->relid = m->relid;
 		sm->stock_column = pstrdup(column);
-		sm->qrel = pstrdup(harbor_quoted_relname(m->relid));
-		sm->qpk = pstrdup(quote_identifier(m->pk_columns[0]));
-		sm->qstock = pstrdup(quote_identifier(column));
+		sm->pk_column = pstrdup(m->pk_columns[0]);
 		MemoryContextSwitchTo(oldcxt);
 	}
 	qsort(c->models, c->nmodels, sizeof(StockModel), stock_model_cmp);
-	stock_cache = c;
+	e->data[HARBOR_CACHE_STOCK] = c;
 	return c;
 }
 
-/* {rel}, {pk} and {stock} of a statement replaced by the model's identifiers */
+/*
+ * The statements of one item table, built from the names the table has
+ * now: a RENAME or SET SCHEMA invalidates the table's entry, and the next
+ * call builds them again from the new names.
+ */
+StockTable *
+harbor_stock_table(StockModel *m)
+{
+	HarborCacheEntry *e = harbor_cache_entry(m->relid);
+	StockTable *t;
+	char	   *qrel;
+	Oid			nspid;
+
+	if (e->data[HARBOR_CACHE_STOCK] != NULL)
+		return (StockTable *) e->data[HARBOR_CACHE_STOCK];
+
+	/* errors (table dropped) before anything is linked in */
+	qrel = harbor_quoted_relname(m->relid);
+	nspid = get_namespace_oid(HARBOR_SCHEMA, false);
+	harbor_cache_depend(e, get_relname_relid("stock_model", nspid));
+
+	t = MemoryContextAllocZero(e->cxt, sizeof(StockTable));
+	t->entry = e;
+	t->relid = m->relid;
+	t->qrel = MemoryContextStrdup(e->cxt, qrel);
+	t->qpk = MemoryContextStrdup(e->cxt, quote_identifier(m->pk_column));
+	t->qstock = MemoryContextStrdup(e->cxt, quote_identifier(m->stock_column));
+	t->pk_attnum = get_attnum(m->relid, m->pk_column);
+	t->pk_type = t->pk_attnum != InvalidAttrNumber ? get_atttype(m->relid, t->pk_attnum) : InvalidOid;
+	t->stock_attnum = get_attnum(m->relid, m->stock_column);
+	t->stock_type = t->stock_attnum != InvalidAttrNumber ?
+		get_atttype(m->relid, t->stock_attnum) : InvalidOid;
+	e->data[HARBOR_CACHE_STOCK] = t;
+	return t;
+}
+
+/* {rel}, {pk}, {stock}, {relid} and {stock_attnum} replaced by the table's */
 static char *
-model_sql(StockModel *m, const char *tmpl)
+model_sql(StockTable *t, const char *tmpl)
 {
 	StringInfoData buf;
 	const char *p = tmpl;
@@ -489,18 +459,28 @@ model_sql(StockModel *m, const char *tmpl)
 	{
 		if (strncmp(p, "{rel}", 5) == 0)
 		{
-			appendStringInfoString(&buf, m->qrel);
+			appendStringInfoString(&buf, t->qrel);
 			p += 5;
 		}
 		else if (strncmp(p, "{pk}", 4) == 0)
 		{
-			appendStringInfoString(&buf, m->qpk);
+			appendStringInfoString(&buf, t->qpk);
 			p += 4;
 		}
 		else if (strncmp(p, "{stock}", 7) == 0)
 		{
-			appendStringInfoString(&buf, m->qstock);
+			appendStringInfoString(&buf, t->qstock);
 			p += 7;
+		}
+		else if (strncmp(p, "{relid}", 7) == 0)
+		{
+			appendStringInfo(&buf, "%u", t->relid);
+			p += 7;
+		}
+		else if (strncmp(p, "{stock_attnum}", 14) == 0)
+		{
+			appendStringInfo(&buf, "%d", (int) t->stock_attnum);
+			p += 14;
 		}
 		else
 			appendStringInfoChar(&buf, *p++);
@@ -508,45 +488,35 @@ model_sql(StockModel *m, const char *tmpl)
 	return buf.data;
 }
 
-static SPIPlanPtr
-keep_plan(const char *sql, int nargs, const Oid *argtypes)
+/*
+ * Generic plans: every statement probes by key, so a custom plan would
+ * only cost planning time on each call.  Plans are prepared on first use
+ * and owned by the cache entry.
+ */
+SPIPlanPtr
+harbor_stock_model_plan(StockTable *t, ModelPlan which)
 {
-	/*
-	 * Generic plans: every statement probes by key, so a custom plan would
-	 * only cost planning time on each call.
-	 */
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes,
-										  CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
+	if (t->plans[which] == NULL)
+		t->plans[which] = harbor_cache_prepare(t->entry, model_sql(t, model_plan_defs[which].sql),
+											   model_plan_defs[which].nargs,
+											   (Oid *) model_plan_defs[which].argtypes,
+											   CURSOR_OPT_GENERIC_PLAN);
+	return t->plans[which];
 }
 
-static SPIPlanPtr
-model_plan(StockModel *m, ModelPlan which)
-{
-	if (m->plans[which] == NULL)
-		m->plans[which] = keep_plan(model_sql(m, model_plan_defs[which].sql),
-									model_plan_defs[which].nargs,
-									model_plan_defs[which].argtypes);
-	return m->plans[which];
-}
-
-static SPIPlanPtr
-global_plan(StockCache *c, GlobalPlan which)
+SPIPlanPtr
+harbor_stock_global_plan(StockCache *c, GlobalPlan which)
 {
 	if (c->plans[which] == NULL)
-		c->plans[which] = keep_plan(global_plan_defs[which].sql,
-									global_plan_defs[which].nargs,
-									global_plan_defs[which].argtypes);
+		c->plans[which] = harbor_cache_prepare(c->entry, global_plan_defs[which].sql,
+											   global_plan_defs[which].nargs,
+											   (Oid *) global_plan_defs[which].argtypes,
+											   CURSOR_OPT_GENERIC_PLAN);
 	return c->plans[which];
 }
 
-static uint64
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
+uint64
+harbor_stock_run(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
 {
 	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
 
@@ -555,20 +525,27 @@ run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
 	return SPI_processed;
 }
 
-static Datum
-result_datum(int row, int col, bool *isnull)
+Datum
+harbor_stock_result(int row, int col, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
 }
 
-static int64
-result_int64(int row, int col)
+int64
+harbor_stock_result_int64(int row, int col)
 {
 	bool		isnull;
-	Datum		d = result_datum(row, col, &isnull);
+	Datum		d = harbor_stock_result(row, col, &isnull);
 
 	return isnull ? 0 : DatumGetInt64(d);
 }
+
+#define get_stock_cache()	harbor_stock_cache()
+#define model_plan(t, which)	harbor_stock_model_plan((t), (which))
+#define global_plan(c, which)	harbor_stock_global_plan((c), (which))
+#define run_plan			harbor_stock_run
+#define result_datum		harbor_stock_result
+#define result_int64		harbor_stock_result_int64
 
 /* ---------------------------------------------------------------------
  * Arguments
@@ -630,8 +607,8 @@ ttl_arg(FunctionCallInfo fcinfo, int argno)
 	return ttl;
 }
 
-static int32
-batch_arg(FunctionCallInfo fcinfo, int argno)
+int32
+harbor_stock_batch_arg(FunctionCallInfo fcinfo, int argno)
 {
 	int32		n;
 
@@ -702,13 +679,13 @@ model_arg(FunctionCallInfo fcinfo, int argno, StockCache *c)
 }
 
 static void
-unknown_item(StockModel *m, int64 item)
+unknown_item(StockModel *m, StockTable *t, int64 item)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_HARBOR_UNKNOWN_ITEM),
 			 errmsg("item %lld of model \"%s\" does not exist", (long long) item, m->name),
 			 errdetail("No row of %s has %s = %lld, or row-level security hides it.",
-					   m->qrel, m->qpk, (long long) item)));
+					   t->qrel, t->qpk, (long long) item)));
 }
 
 /* ---------------------------------------------------------------------
@@ -729,7 +706,7 @@ unknown_item(StockModel *m, int64 item)
  * sweeps never wait.
  */
 static bool
-reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
+reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
 			Datum order, Datum ttl, Datum *hold, int64 *available)
 {
 	Datum		model_name = CStringGetTextDatum(m->name);
@@ -739,6 +716,7 @@ reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
 	int64		own_id = 0;
 	int32		own_qty = 0;
 	int64		need;
+	int64		reclaimed;
 
 	for (;;)
 	{
@@ -748,7 +726,7 @@ reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
 		values[2] = model_name;
 		values[3] = order;
 		values[4] = ttl;
-		run_plan(model_plan(m, MP_FAST), values, NULL, false);
+		run_plan(model_plan(t, MP_FAST), values, NULL, false);
 		inserted = result_datum(0, 2, &isnull);
 		if (!isnull)
 		{
@@ -776,13 +754,21 @@ reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
 
 	/* Slow path: lock the item and reclaim its expired holds. */
 	values[0] = Int64GetDatum(item);
-	if (run_plan(model_plan(m, MP_LOCK), values, NULL, false) == 0)
-		unknown_item(m, item);
+	if (run_plan(model_plan(t, MP_LOCK), values, NULL, false) == 0)
+		unknown_item(m, t, item);
 
-	values[0] = model_name;
-	values[1] = Int64GetDatum(item);
-	values[2] = Int64GetDatum(own_id);
-	run_plan(model_plan(m, MP_RECLAIM), values, NULL, false);
+	reclaimed = harbor_reclaim_expired(c, m, t, item, own_id);
+	if (reclaimed > 0)
+	{
+		if (reclaimed > PG_INT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("expired holds of item %lld of model \"%s\" hold more than %d units",
+							(long long) item, m->name, PG_INT32_MAX)));
+		values[0] = Int64GetDatum(item);
+		values[1] = Int32GetDatum((int32) reclaimed);
+		run_plan(model_plan(t, MP_GIVE), values, NULL, false);
+	}
 
 	/* a new hold has taken nothing yet; an existing one holds own_qty */
 	need = (int64) qty - own_qty;
@@ -790,9 +776,9 @@ reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
 	if (need > 0)
 	{
 		values[1] = Int32GetDatum((int32) need);
-		if (run_plan(model_plan(m, MP_TAKE), values, NULL, false) == 0)
+		if (run_plan(model_plan(t, MP_TAKE), values, NULL, false) == 0)
 		{
-			run_plan(model_plan(m, MP_STOCK), values, NULL, false);
+			run_plan(model_plan(t, MP_STOCK), values, NULL, false);
 			*available = result_int64(0, 1) + own_qty;
 			return false;
 		}
@@ -800,7 +786,7 @@ reserve_one(StockCache *c, StockModel *m, int64 item, int32 qty,
 	else if (need < 0)
 	{
 		values[1] = Int32GetDatum((int32) -need);
-		run_plan(model_plan(m, MP_GIVE), values, NULL, false);
+		run_plan(model_plan(t, MP_GIVE), values, NULL, false);
 	}
 
 	if (own_id == 0)
@@ -837,7 +823,7 @@ harbor_reserve_stock(PG_FUNCTION_ARGS)
 	SPI_connect();
 	c = get_stock_cache();
 	m = model_arg(fcinfo, 4, c);
-	if (!reserve_one(c, m, item, qty, order, ttl, &hold, &available))
+	if (!reserve_one(c, m, harbor_stock_table(m), item, qty, order, ttl, &hold, &available))
 		ereport(ERROR,
 				(errcode(ERRCODE_HARBOR_INSUFFICIENT_STOCK),
 				 errmsg("insufficient stock for item %lld of model \"%s\"",
@@ -963,6 +949,7 @@ harbor_reserve_many(PG_FUNCTION_ARGS)
 	int			nshort = 0;
 	StockCache *c;
 	StockModel *m;
+	StockTable *t;
 	StringInfoData detail;
 
 	order = order_arg(fcinfo, 0);
@@ -974,13 +961,14 @@ harbor_reserve_many(PG_FUNCTION_ARGS)
 	SPI_connect();
 	c = get_stock_cache();
 	m = model_arg(fcinfo, 3, c);
+	t = harbor_stock_table(m);
 
 	/* ascending item order, so that concurrent checkouts cannot deadlock */
 	for (int i = 0; i < nlines; i++)
 	{
 		Datum		hold;
 
-		if (reserve_one(c, m, lines[i].item, (int32) lines[i].qty, order, ttl,
+		if (reserve_one(c, m, t, lines[i].item, (int32) lines[i].qty, order, ttl,
 						&hold, &lines[i].available))
 		{
 			HeapTupleHeader th = DatumGetHeapTupleHeader(hold);
@@ -1113,6 +1101,7 @@ harbor_release_reservation(PG_FUNCTION_ARGS)
 		StockModel *m = find_stock_model(c, models[i]);
 		int32		qty = 0;
 
+		CHECK_FOR_INTERRUPTS();
 		values[0] = order;
 		values[1] = CStringGetTextDatum(models[i]);
 		values[2] = Int64GetDatum(items[i]);
@@ -1125,7 +1114,7 @@ harbor_release_reservation(PG_FUNCTION_ARGS)
 		{
 			values[0] = Int64GetDatum(items[i]);
 			values[1] = Int32GetDatum(qty);
-			run_plan(model_plan(m, MP_GIVE), values, NULL, false);
+			run_plan(model_plan(harbor_stock_table(m), MP_GIVE), values, NULL, false);
 		}
 	}
 	SPI_finish();
@@ -1146,146 +1135,6 @@ harbor_extend_reservation(PG_FUNCTION_ARGS)
 	n = run_plan(global_plan(c, GP_EXTEND), values, NULL, false);
 	SPI_finish();
 	PG_RETURN_INT32((int32) n);
-}
-
-/* ---------------------------------------------------------------------
- * Sweeping
- * ---------------------------------------------------------------------
- */
-/*
- * One sweep batch over every stock model.  Only holds that expire at or
- * after *from are taken; on return *from is the latest expiry the batch
- * took (unchanged when it took none).  sweep_expired() passes it on, so
- * that within its one transaction each batch starts its index scan past
- * the holds the earlier batches closed: their index entries cannot be
- * marked dead before the transaction ends, and rereading them made every
- * batch slower than the last.
- */
-static int64
-sweep_batch(StockCache *c, int batch_size, TimestampTz *from)
-{
-	int64		released = 0;
-	TimestampTz latest = *from;
-
-	for (int i = 0; i < c->nmodels && released < batch_size; i++)
-	{
-		StockModel *m = &c->models[i];
-		Datum		values[3];
-		Datum		d;
-		bool		isnull;
-
-		/*
-		 * A hold whose item the sweeping role cannot see would be taken
-		 * for a hold on a deleted item and closed without its stock.
-		 */
-		if (check_enable_rls(m->relid, InvalidOid, true) == RLS_ENABLED)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("row-level security on %s prevents sweeping the holds of model \"%s\"",
-							m->qrel, m->name),
-					 errhint("Sweep as the table owner or a role with BYPASSRLS.")));
-		values[0] = Int32GetDatum((int32) (batch_size - released));
-		values[1] = CStringGetTextDatum(m->name);
-		values[2] = TimestampTzGetDatum(*from);
-		run_plan(model_plan(m, MP_SWEEP), values, NULL, false);
-		released += result_int64(0, 1);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
-		if (!isnull && DatumGetTimestampTz(d) > latest)
-			latest = DatumGetTimestampTz(d);
-	}
-	*from = latest;
-	return released;
-}
-
-static int64
-purge_batch(StockCache *c, int batch_size)
-{
-	Datum		values[2];
-	TimestampTz cutoff;
-
-	cutoff = GetCurrentTransactionStartTimestamp() -
-		(int64) harbor_reservation_retention * USECS_PER_SEC;
-	values[0] = Int32GetDatum(batch_size);
-	values[1] = TimestampTzGetDatum(cutoff);
-	return (int64) run_plan(global_plan(c, GP_PURGE), values, NULL, false);
-}
-
-int64
-harbor_sweep_expired_batch(int batch_size)
-{
-	int64		n;
-
-	TimestampTz from = DT_NOBEGIN;
-
-	SPI_connect();
-	n = sweep_batch(get_stock_cache(), batch_size, &from);
-	SPI_finish();
-	return n;
-}
-
-int64
-harbor_purge_closed_batch(int batch_size)
-{
-	int64		n;
-
-	SPI_connect();
-	n = purge_batch(get_stock_cache(), batch_size);
-	SPI_finish();
-	return n;
-}
-
-Datum
-harbor_sweep_batch(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT64(harbor_sweep_expired_batch(batch_arg(fcinfo, 0)));
-}
-
-Datum
-harbor_purge_closed(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT64(harbor_purge_closed_batch(batch_arg(fcinfo, 0)));
-}
-
-Datum
-harbor_sweep_expired(PG_FUNCTION_ARGS)
-{
-	int32		batch_size = batch_arg(fcinfo, 0);
-	StockCache *c;
-	int64		total = 0;
-	int64		n;
-
-	TimestampTz from = DT_NOBEGIN;
-
-	SPI_connect();
-	c = get_stock_cache();
-
-	/*
-	 * Batches until one releases nothing.  A short batch is no sign of the
-	 * end: a batch skips the holds whose item a checkout has locked, so
-	 * under load most batches are short.  This ends, because now() is fixed
-	 * in the transaction: only holds that had expired when it began are
-	 * taken, and each batch that releases something closes them for good.
-	 * Each batch starts at the latest expiry the previous one took; holds
-	 * left behind below it (their item was locked) get one more pass from
-	 * the start.
-	 */
-	for (int pass = 0; pass < 2; pass++)
-	{
-		do
-		{
-			CHECK_FOR_INTERRUPTS();
-			n = sweep_batch(c, batch_size, &from);
-			total += n;
-		} while (n > 0);
-		from = DT_NOBEGIN;
-	}
-	do
-	{
-		CHECK_FOR_INTERRUPTS();
-		n = purge_batch(c, batch_size);
-	} while (n >= batch_size);
-	SPI_finish();
-	PG_RETURN_INT64(total);
 }
 
 /* ---------------------------------------------------------------------
@@ -1313,8 +1162,8 @@ harbor_stock_status(PG_FUNCTION_ARGS)
 	m = model_arg(fcinfo, 1, c);
 
 	args[0] = Int64GetDatum(item);
-	if (run_plan(model_plan(m, MP_STOCK), args, NULL, true) == 0)
-		unknown_item(m, item);
+	if (run_plan(model_plan(harbor_stock_table(m), MP_STOCK), args, NULL, true) == 0)
+		unknown_item(m, harbor_stock_table(m), item);
 	stock = DatumGetInt64(result_datum(0, 1, &stock_null));
 
 	args[0] = CStringGetTextDatum(m->name);
@@ -1380,31 +1229,37 @@ harbor_check_stock(PG_FUNCTION_ARGS)
 	for (int i = 0; i < c->nmodels; i++)
 	{
 		StockModel *m = &c->models[i];
-		AttrNumber	attnum = get_attnum(m->relid, m->stock_column);
+		StockTable *t;
 		Datum		arg;
 
-		if (attnum == InvalidAttrNumber)
+		CHECK_FOR_INTERRUPTS();
+		t = harbor_stock_table(m);
+		if (t->stock_attnum == InvalidAttrNumber)
 		{
 			put_problem(rsinfo, m->name, true, 0,
-						psprintf("stock column %s does not exist", m->qstock));
+						psprintf("stock column %s does not exist", t->qstock));
 			continue;
 		}
-		if (!is_integer_type(get_atttype(m->relid, attnum)))
+		if (!is_integer_type(t->stock_type))
 		{
 			put_problem(rsinfo, m->name, true, 0,
-						psprintf("stock column %s is not an integer column", m->qstock));
+						psprintf("stock column %s is not an integer column", t->qstock));
 			continue;
 		}
-		n = run_plan(model_plan(m, MP_BAD_STOCK), NULL, NULL, true);
+		n = run_plan(model_plan(t, MP_BAD_STOCK), NULL, NULL, true);
 		for (uint64 r = 0; r < n; r++)
 			put_problem(rsinfo, m->name, false, result_int64(r, 1), harbor_spi_getcstring(r, 2));
 
 		arg = CStringGetTextDatum(m->name);
-		n = run_plan(model_plan(m, MP_ORPHANS), &arg, NULL, true);
+		n = run_plan(model_plan(t, MP_ORPHANS), &arg, NULL, true);
 		for (uint64 r = 0; r < n; r++)
 			put_problem(rsinfo, m->name, false, result_int64(r, 1),
 						psprintf("%lld active or confirmed holds on an item that does not exist",
 								 (long long) result_int64(r, 2)));
+
+		n = run_plan(model_plan(t, MP_UNCREDITED), &arg, NULL, true);
+		for (uint64 r = 0; r < n; r++)
+			put_problem(rsinfo, m->name, false, result_int64(r, 1), harbor_spi_getcstring(r, 2));
 	}
 
 	n = run_plan(global_plan(c, GP_CHECK_ROWS), NULL, NULL, true);
@@ -1478,7 +1333,45 @@ harbor_stock_model_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("harbor._stock_model_changed() must be called as a trigger")));
+	/* other backends through the relcache; this one at once */
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	stock_cache_valid = false;
+	harbor_cache_registry_invalidate();
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * BEFORE INSERT OR UPDATE on harbor.stock_reservations: every row version
+ * records the role that wrote it, whatever the writer put there.  The
+ * sweeps give back the stock of an expired hold only if that role could
+ * have moved it itself (harbor_hold_creditable), so a hold written
+ * directly into the table by a role that cannot update the item table
+ * moves no stock.
+ */
+Datum
+harbor_stamp_hold(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	int			attnum;
+	Datum		value;
+	bool		isnull = false;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("harbor._stamp_hold() must be called as a BEFORE ROW trigger")));
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	attnum = SPI_fnumber(desc, "created_by");
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("harbor.stock_reservations has no column \"created_by\""),
+				 errhint("Update the extension: ALTER EXTENSION harbor_orm UPDATE.")));
+	value = ObjectIdGetDatum(GetUserId());
+	tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &attnum, &value, &isnull);
+	return PointerGetDatum(tuple);
 }

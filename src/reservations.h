@@ -21,9 +21,12 @@
 extern void harbor_reservations_init(void);
 
 /*
- * One transaction's worth of sweeping.  Both connect to SPI themselves and
- * run with the current user's privileges; call them inside a transaction
- * with an active snapshot.
+ * One transaction's worth of sweeping (sweep.c).  Both connect to SPI
+ * themselves and read and write the holds as the current user, who must
+ * be allowed to update the stock columns; each stock table is touched as
+ * its owner, under SECURITY_RESTRICTED_OPERATION.  They never wait for a
+ * lock: busy holds, items and tables are left to the next batch.  Call
+ * them inside a transaction with an active snapshot.
  *
  * harbor_sweep_expired_batch releases at most batch_size expired active
  * holds (status 'expired', stock restored), skipping holds and items that

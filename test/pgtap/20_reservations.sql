@@ -4,7 +4,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET LOCAL client_min_messages = warning;
-SELECT plan(117);
+SELECT plan(122);
 
 CREATE SCHEMA tap_rsv;
 CREATE TABLE tap_rsv.variants (id int PRIMARY KEY, sku text, stock_qty int NOT NULL CHECK (stock_qty >= 0));
@@ -162,6 +162,21 @@ SELECT results_eq($$ SELECT v.id, v.stock_qty + COALESCE((SELECT sum(qty) FROM h
                                                               AND r.status IN ('active', 'confirmed')), 0)::int
                        FROM tap_rsv.variants v ORDER BY v.id $$,
                   $$ VALUES (1, 5), (3, 1) $$, 'stock + active + confirmed conserved');
+
+-- every hold version records its writer; the sweeps credit only writers
+-- that could move the stock themselves
+SELECT is((SELECT created_by::text FROM harbor.stock_reservations WHERE order_id = 'c1'),
+          current_user::text, 'a hold records the role that wrote it');
+INSERT INTO harbor.stock_reservations (model, item_id, order_id, qty, expires_at, created_by)
+VALUES ('tap_variants', 1, 'f1', 1, now(), 'pg_monitor');
+SELECT is((SELECT created_by::text FROM harbor.stock_reservations WHERE order_id = 'f1'),
+          current_user::text, 'whatever the writer put in created_by');
+SELECT ok(harbor._hold_creditable(current_user::regrole, 'tap_rsv.variants'::regclass, 3::int2),
+          'a role that may update the stock column is credited');
+SELECT ok(NOT harbor._hold_creditable('pg_monitor'::regrole, 'tap_rsv.variants'::regclass, 3::int2),
+          'a role that may not is not');
+SELECT ok(harbor._hold_creditable(NULL, 'tap_rsv.variants'::regclass, 3::int2),
+          'holds from before 0.2.0 are');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -2,7 +2,8 @@
 # Stock reservations under concurrency, in a throwaway cluster:
 #  - 32 pgbench clients hammer four items of limited stock with a mix of
 #    reserve_stock, reserve_many, release (whole order and one item),
-#    confirm, extend, restock and sweeps, with holds expiring during the
+#    confirm, extend, sweeps and two external writers (a plain restocking
+#    UPDATE, a foreign-key insert), with holds expiring during the
 #    run; afterwards nothing is oversold, stock + active + confirmed is
 #    conserved per item, no client failed, no deadlock happened and
 #    harbor.check_stock() is empty;
@@ -107,6 +108,12 @@ WITH r AS (UPDATE items SET stock_qty = stock_qty + :n WHERE id = :item RETURNIN
 INSERT INTO t.restocks SELECT id, :n FROM r;
 EOF
 
+# an external writer referencing the items by foreign key (KEY SHARE locks)
+cat >"$work/fk.sql" <<'EOF'
+\set item random(1, 4)
+INSERT INTO order_lines (item_id) VALUES (:item);
+EOF
+
 # a watcher that records the lowest stock seen while the clients run
 cat >"$work/watch.sql" <<'EOF'
 SELECT min(stock_qty) FROM items;
@@ -116,7 +123,7 @@ echo "# 32 clients for 20 seconds"
 pgbench -n -c 32 -j 2 -T 20 -d rsvtest \
   -f "$work/reserve.sql@10" -f "$work/many.sql@4" -f "$work/release.sql@3" \
   -f "$work/release_one.sql@2" -f "$work/confirm.sql@1" -f "$work/extend.sql@1" \
-  -f "$work/sweep.sql@1" -f "$work/restock.sql@1" >"$work/pgbench.out" 2>&1
+  -f "$work/sweep.sql@1" -f "$work/restock.sql@1" -f "$work/fk.sql@1" >"$work/pgbench.out" 2>&1
 rc=$?
 check "pgbench finished without errors" "$rc" "0"
 grep -E "^(number of (transactions actually processed|failed transactions)|tps)" "$work/pgbench.out" | sed 's/^/# /'
