@@ -26,9 +26,6 @@ DATA        = $(wildcard sql/harbor_orm--*.sql)
 
 REGRESS     = $(sort $(basename $(notdir $(filter-out sql/harbor_orm--%,$(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=. --outputdir=. --dbname=harbor_regress
-# Concurrency specs (specs/*.spec, expected/*.out), run by installcheck.
-ISOLATION   = stock-sweep stock-purge
-ISOLATION_OPTS = --inputdir=. --outputdir=.
 
 # Isolation specs: specs/<name>.spec against expected/<name>.out, output in
 # output_iso/.  The library is preloaded by the cluster (shared_preload_libraries).

@@ -3,8 +3,9 @@
 # PostgreSQL 15 with its server headers (which carry PGXS's pg_regress,
 # pg_isolation_regress and the PostgreSQL::Test Perl modules), pgTAP and
 # pg_prove, libpq, PgBouncer (for the client's pooling tests), valgrind,
-# IPC::Run and prove (for the Perl TAP tests) and SQLsmith.  Does nothing
-# when all is there.
+# IPC::Run and prove (for the Perl TAP tests), SQLsmith, and Debian's Python
+# packages for python/ (psycopg 3, psycopg2, SQLAlchemy, pytest, venv).
+# Does nothing when all is there.
 set -euo pipefail
 
 packages=(
@@ -17,6 +18,11 @@ packages=(
   libtap-parser-sourcehandler-pgtap-perl
   pgbouncer
   valgrind
+  python3-sqlalchemy
+  python3-psycopg
+  python3-psycopg2
+  python3-pytest
+  python3-venv
   libipc-run-perl
   perl
   sqlsmith

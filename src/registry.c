@@ -648,8 +648,8 @@ snapshot_relation(Relation rel, Datum *pk, Datum *cols, Datum *types)
  * Writers that register tables lock those tables first, in the order DDL
  * (whose event triggers write the registry) takes them: table, registry.
  */
-static void
-registry_write_lock(void)
+void
+harbor_registry_write_lock(void)
 {
 	Oid			nspid = get_namespace_oid(HARBOR_SCHEMA, false);
 	Oid			relid = get_relname_relid("model", nspid);
@@ -661,7 +661,14 @@ registry_write_lock(void)
 	/* as LOCK TABLE would: only who may write the registry may block it */
 	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT | ACL_UPDATE | ACL_DELETE);
 	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, "model");
+	{
+		Oid			stock_relid = get_relname_relid("stock_model", nspid);
+
+		/* enable_stock writes only harbor.stock_model */
+		if (!OidIsValid(stock_relid) ||
+			pg_class_aclcheck(stock_relid, GetUserId(), ACL_INSERT | ACL_UPDATE | ACL_DELETE) != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_TABLE, "model");
+	}
 	LockRelationOid(relid, ShareRowExclusiveLock);
 }
 
@@ -818,7 +825,7 @@ harbor_register_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	registry_write_lock();
+	harbor_registry_write_lock();
 	SPI_connect();
 	register_one(relid, name, false);
 	registry_rediscover();
@@ -834,7 +841,7 @@ harbor_unregister_model(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 
-	registry_write_lock();
+	harbor_registry_write_lock();
 	harbor_model_lookup(name, false);
 	SPI_connect();
 	harbor_spi_exec("DELETE FROM harbor.model WHERE name = $1", 1, argtypes, values,
@@ -890,7 +897,7 @@ harbor_reflect(PG_FUNCTION_ARGS)
 		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relids[i])))
 			relids[i] = InvalidOid; /* dropped meanwhile */
 	}
-	registry_write_lock();
+	harbor_registry_write_lock();
 	for (uint64 i = 0; i < ntables; i++)
 	{
 		char	   *existing;
@@ -1121,7 +1128,7 @@ harbor_register_relationship(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("foreign_key must name at least one column")));
 	}
-	registry_write_lock();
+	harbor_registry_write_lock();
 	model = harbor_model_lookup(model_name, false);
 	target = harbor_model_lookup(target_name, false);
 	mrel = model->relid;
@@ -1356,7 +1363,7 @@ harbor_unregister_relationship(PG_FUNCTION_ARGS)
 	Datum		values[2] = {CStringGetTextDatum(model), CStringGetTextDatum(name)};
 	bool		found;
 
-	registry_write_lock();
+	harbor_registry_write_lock();
 	harbor_model_lookup(model, false);
 	SPI_connect();
 	harbor_spi_exec("DELETE FROM harbor.relationship WHERE model = $1 AND name = $2 AND explicit",
@@ -1545,7 +1552,7 @@ harbor_on_ddl_end(PG_FUNCTION_ARGS)
 	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
-	registry_write_lock();
+	harbor_registry_write_lock();
 	SPI_connect();
 	harbor_spi_exec("SELECT DISTINCT m.relation::oid, m.name FROM harbor.model m"
 					" WHERE m.relation::oid IN ("
@@ -1583,7 +1590,7 @@ harbor_on_sql_drop(PG_FUNCTION_ARGS)
 	if (!event_trigger_has_work(fcinfo))
 		PG_RETURN_VOID();
 
-	registry_write_lock();
+	harbor_registry_write_lock();
 	SPI_connect();
 	harbor_spi_exec("WITH d AS (SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()"
 					"            WHERE classid = 'pg_catalog.pg_class'::regclass AND objsubid = 0)"

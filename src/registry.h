@@ -83,6 +83,14 @@ extern uint64 harbor_registry_generation(void);
 
 extern const char *harbor_relkind_name(HarborRelKind kind);
 
+/*
+ * Serialises registry writers (harbor.model, harbor.relationship and
+ * harbor.stock_model): a lock on harbor.model that conflicts only with
+ * other writers; 42501 for roles that may not write the registry.  Lock
+ * the user tables involved first.
+ */
+extern void harbor_registry_write_lock(void);
+
 /* "schema"."table" for a relation, quoted as needed. */
 extern char *harbor_quoted_relname(Oid relid);
 

@@ -1290,6 +1290,8 @@ harbor_enable_stock(PG_FUNCTION_ARGS)
 	model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	column = NameStr(*PG_GETARG_NAME(1));
 
+	/* after a concurrent unregister_model commits, the model is unknown */
+	harbor_registry_write_lock();
 	m = harbor_model_lookup(model_name, false);
 	if (m->npk != 1 || !is_integer_type(m->pk_types[0]))
 		ereport(ERROR,

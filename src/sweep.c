@@ -68,6 +68,7 @@
 #include "miscadmin.h"
 #include "storage/itemptr.h"
 #include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -867,15 +868,22 @@ harbor_purge_closed_batch(int batch_size)
 	return n;
 }
 
+/*
+ * The sweeps lock rows themselves, which takes a transaction id: each entry
+ * point refuses a read-only transaction (a standby's included) with 25006,
+ * as a write statement would be refused, before anything is looked at.
+ */
 Datum
 harbor_sweep_batch(PG_FUNCTION_ARGS)
 {
+	PreventCommandIfReadOnly("harbor._sweep_batch()");
 	PG_RETURN_INT64(harbor_sweep_expired_batch(harbor_stock_batch_arg(fcinfo, 0)));
 }
 
 Datum
 harbor_purge_closed(PG_FUNCTION_ARGS)
 {
+	PreventCommandIfReadOnly("harbor._purge_closed()");
 	PG_RETURN_INT64(harbor_purge_closed_batch(harbor_stock_batch_arg(fcinfo, 0)));
 }
 
@@ -888,6 +896,7 @@ harbor_sweep_expired(PG_FUNCTION_ARGS)
 	int64		n;
 	int64		seen;
 
+	PreventCommandIfReadOnly("harbor.sweep_expired()");
 	SPI_connect();
 	c = harbor_stock_cache();
 
