@@ -238,6 +238,54 @@ column_of(Relation rel, const char *name)
 	return InvalidAttrNumber;	/* keep compiler quiet */
 }
 
+/* Where the sweeps read a locked hold's columns. */
+typedef struct HoldColumns
+{
+	AttrNumber	model;
+	AttrNumber	item;
+	AttrNumber	qty;
+	AttrNumber	status;
+	AttrNumber	expires;
+	AttrNumber	writer;
+} HoldColumns;
+
+static void
+hold_columns(StockCache *c, HoldColumns *hc)
+{
+	Relation	holds_rel = table_open(c->holds_relid, NoLock);	/* locked by the caller */
+
+	hc->model = column_of(holds_rel, "model");
+	hc->item = column_of(holds_rel, "item_id");
+	hc->qty = column_of(holds_rel, "qty");
+	hc->status = column_of(holds_rel, "status");
+	hc->expires = column_of(holds_rel, "expires_at");
+	hc->writer = column_of(holds_rel, "created_by");
+	table_close(holds_rel, NoLock);
+}
+
+/*
+ * Whether the hold version just locked (which may be newer than the one the
+ * candidate query saw) is still an active hold of model m, of item (any item
+ * when item < 0), expired at now, and written by a role that could have
+ * moved its stock.
+ */
+static bool
+locked_hold_sweepable(TupleTableSlot *slot, const HoldColumns *hc, StockModel *m,
+					  StockTable *t, int64 item, TimestampTz now)
+{
+	bool		isnull;
+	Datum		writer;
+
+	if (strcmp(TextDatumGetCString(slot_getattr(slot, hc->status, &isnull)), "active") != 0 ||
+		strcmp(TextDatumGetCString(slot_getattr(slot, hc->model, &isnull)), m->name) != 0 ||
+		(item >= 0 && DatumGetInt64(slot_getattr(slot, hc->item, &isnull)) != item) ||
+		DatumGetTimestampTz(slot_getattr(slot, hc->expires, &isnull)) > now)
+		return false;
+	writer = slot_getattr(slot, hc->writer, &isnull);
+	return harbor_hold_creditable(isnull ? InvalidOid : DatumGetObjectId(writer),
+								  m->relid, t->stock_attnum);
+}
+
 static Datum
 int8_array(int64 *v, int n)
 {
@@ -348,13 +396,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 {
 	StockTable *t = harbor_stock_table(m);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	Relation	holds_rel;
-	AttrNumber	a_model,
-				a_item,
-				a_qty,
-				a_status,
-				a_expires,
-				a_writer;
+	HoldColumns hc;
 	RowLocker	locker = {0};
 	OwnerSwitch owner;
 	Datum		values[6];
@@ -417,14 +459,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 		key->id = DatumGetInt64(harbor_stock_result(n - 1, 3, &isnull));
 	}
 
-	holds_rel = table_open(c->holds_relid, NoLock);	/* locked by the caller */
-	a_model = column_of(holds_rel, "model");
-	a_item = column_of(holds_rel, "item_id");
-	a_qty = column_of(holds_rel, "qty");
-	a_status = column_of(holds_rel, "status");
-	a_expires = column_of(holds_rel, "expires_at");
-	a_writer = column_of(holds_rel, "created_by");
-	table_close(holds_rel, NoLock);
+	hold_columns(c, &hc);
 
 	CommandCounterIncrement();
 	holds = palloc(sizeof(SweepHold) * n);
@@ -433,25 +468,16 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 	{
 		TupleTableSlot *slot;
 		bool		isnull;
-		Datum		writer;
-		bool		writer_null;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
 			continue;
-		/* the version now locked may differ from the one the query saw */
 		slot = locker.slot;
-		if (strcmp(TextDatumGetCString(slot_getattr(slot, a_status, &isnull)), "active") != 0 ||
-			strcmp(TextDatumGetCString(slot_getattr(slot, a_model, &isnull)), m->name) != 0 ||
-			DatumGetTimestampTz(slot_getattr(slot, a_expires, &isnull)) > now)
-			continue;
-		writer = slot_getattr(slot, a_writer, &writer_null);
-		if (!harbor_hold_creditable(writer_null ? InvalidOid : DatumGetObjectId(writer),
-									m->relid, t->stock_attnum))
+		if (!locked_hold_sweepable(slot, &hc, m, t, -1, now))
 			continue;
 		holds[nholds].tid = slot->tts_tid;
-		holds[nholds].item = DatumGetInt64(slot_getattr(slot, a_item, &isnull));
-		holds[nholds].qty = DatumGetInt32(slot_getattr(slot, a_qty, &isnull));
+		holds[nholds].item = DatumGetInt64(slot_getattr(slot, hc.item, &isnull));
+		holds[nholds].qty = DatumGetInt32(slot_getattr(slot, hc.qty, &isnull));
 		ids[nholds] = holds[nholds].item;
 		nholds++;
 	}
@@ -723,12 +749,7 @@ harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t, int64 item,
 	ItemPointerData *tids;
 	int			nclose = 0;
 	RowLocker	locker = {0};
-	Relation	holds_rel;
-	AttrNumber	a_model,
-				a_item,
-				a_status,
-				a_expires,
-				a_writer;
+	HoldColumns hc;
 	int64		total = 0;
 
 	if (t->stock_attnum == InvalidAttrNumber)
@@ -748,36 +769,17 @@ harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t, int64 item,
 
 		tids[i] = *(ItemPointer) DatumGetPointer(harbor_stock_result(i, 1, &isnull));
 	}
-	holds_rel = table_open(c->holds_relid, NoLock);	/* the caller inserted */
-	a_model = column_of(holds_rel, "model");
-	a_item = column_of(holds_rel, "item_id");
-	a_status = column_of(holds_rel, "status");
-	a_expires = column_of(holds_rel, "expires_at");
-	a_writer = column_of(holds_rel, "created_by");
-	table_close(holds_rel, NoLock);
+	hold_columns(c, &hc);	/* the caller inserted into the holds table */
 
 	CommandCounterIncrement();
 	for (uint64 i = 0; i < n; i++)
 	{
-		TupleTableSlot *slot;
-		bool		isnull;
-		Datum		writer;
-		bool		writer_null;
-
 		CHECK_FOR_INTERRUPTS();
 		if (!lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
 			continue;
-		slot = locker.slot;
-		if (strcmp(TextDatumGetCString(slot_getattr(slot, a_status, &isnull)), "active") != 0 ||
-			strcmp(TextDatumGetCString(slot_getattr(slot, a_model, &isnull)), m->name) != 0 ||
-			DatumGetInt64(slot_getattr(slot, a_item, &isnull)) != item ||
-			DatumGetTimestampTz(slot_getattr(slot, a_expires, &isnull)) > now)
+		if (!locked_hold_sweepable(locker.slot, &hc, m, t, item, now))
 			continue;
-		writer = slot_getattr(slot, a_writer, &writer_null);
-		if (!harbor_hold_creditable(writer_null ? InvalidOid : DatumGetObjectId(writer),
-									m->relid, t->stock_attnum))
-			continue;
-		tids[nclose++] = slot->tts_tid;
+		tids[nclose++] = locker.slot->tts_tid;
 	}
 	locker_close(&locker);
 	if (nclose == 0)

@@ -186,7 +186,10 @@ rr=$(psql -X -A -t -q -d rsvtest 2>&1 <<'SQL'
 UPDATE items SET stock_qty = 10 WHERE id = 2;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT count(*) FROM items;
-SELECT * FROM dblink('dbname=' || current_database(), 'SELECT qty FROM harbor.reserve_stock(2, 1, ''rr-other'')') AS t(qty int);
+-- this cluster's own port and socket: another cluster may be on the default port
+SELECT * FROM dblink(format('dbname=%s port=%s host=%s', current_database(), current_setting('port'),
+                            split_part(current_setting('unix_socket_directories'), ',', 1)),
+                     'SELECT qty FROM harbor.reserve_stock(2, 1, ''rr-other'')') AS t(qty int);
 SELECT harbor.reserve_stock(2, 1, 'rr-mine');
 ROLLBACK;
 SQL
