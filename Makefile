@@ -69,3 +69,8 @@ check-meta:
 	@test -f sql/harbor_orm--0.1.0--$(EXTVERSION).sql || test "$(EXTVERSION)" = 0.1.0 || { echo "no upgrade script to $(EXTVERSION)"; exit 1; }
 	@grep -q '"version": "$(EXTVERSION)"' META.json || { echo "META.json version differs from harbor_orm.control ($(EXTVERSION))"; exit 1; }
 .PHONY: check-meta
+
+# A PGXN distribution: the committed tree as harbor_orm-<version>.zip.
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
+.PHONY: dist
