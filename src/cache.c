@@ -38,6 +38,21 @@ static int	nregistry_tables = 0;
 static HTAB *entries = NULL;
 static bool any_depends = false;
 
+/*
+ * The deepest (sub)transaction nesting level at which anything was built
+ * since the top-level transaction began: an abort at or above it drops
+ * everything, since a build there may have seen the writes rolled back.
+ * An abort of a (sub)transaction that built nothing keeps the caches, so
+ * a checkout refused with an error does not cost the next one its plans.
+ */
+static int	built_at_level = 0;
+
+static void
+note_build(void)
+{
+	built_at_level = Max(built_at_level, GetCurrentTransactionNestLevel());
+}
+
 /* Retired memory contexts and kept plans, freed at transaction end. */
 static List *retired_contexts = NIL;
 static List *retired_plans = NIL;
@@ -119,12 +134,15 @@ cache_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			/* anything built in the aborted transaction may have seen its writes */
-			harbor_cache_registry_invalidate();
+			if (built_at_level > 0)
+				harbor_cache_registry_invalidate();
+			built_at_level = 0;
 			free_retired();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
+			built_at_level = 0;
 			free_retired();
 			break;
 		default:
@@ -137,8 +155,12 @@ cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
 	/* a build inside the subtransaction may have seen what it rolled back */
-	if (event == SUBXACT_EVENT_ABORT_SUB)
+	if (event == SUBXACT_EVENT_ABORT_SUB &&
+		built_at_level >= GetCurrentTransactionNestLevel())
+	{
 		harbor_cache_registry_invalidate();
+		built_at_level = GetCurrentTransactionNestLevel() - 1;
+	}
 }
 
 void
@@ -228,6 +250,7 @@ void
 harbor_cache_registry_end(uint64 token, MemoryContext oldcxt)
 {
 	harbor_cache_retire_context(oldcxt);
+	note_build();
 	registry_generation++;
 	registry_valid = (token == registry_invalidations);
 }
@@ -273,6 +296,7 @@ harbor_cache_entry(Oid relid)
 	e->cxt = AllocSetContextCreate(CacheMemoryContext, "harbor_orm table cache",
 								   ALLOCSET_SMALL_SIZES);
 	e->generation = registry_generation;
+	note_build();
 
 	/*
 	 * An empty entry is complete; what capabilities add is only linked in
