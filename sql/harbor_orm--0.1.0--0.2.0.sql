@@ -43,6 +43,63 @@ CREATE FUNCTION harbor._hold_creditable(created_by regrole, rel oid, stock_attnu
 COMMENT ON FUNCTION harbor._hold_creditable(regrole, oid, smallint) IS
     'whether created_by may have the sweeps give a hold''s stock back to the stock column of rel';
 
+-- Stock buckets (src/buckets.c, docs/reservations.md "Stock buckets"): a
+-- hot item's available stock spread over rows of harbor.stock_bucket, so
+-- that concurrent checkouts of it do not queue on one row lock.  While an
+-- item is split its available stock is its stock column plus its buckets;
+-- stock column + buckets + active + confirmed holds stays constant.  A hold
+-- records the bucket it took from (NULL: the stock column); release and
+-- expiry give back there, or to the stock column if the bucket is gone.
+ALTER TABLE harbor.stock_reservations ADD COLUMN bucket integer;
+COMMENT ON COLUMN harbor.stock_reservations.bucket IS
+    'the stock bucket the hold took from (harbor.split_stock); NULL: the item''s stock column';
+
+-- Owned by the extension's owner; written only by harbor's functions, as
+-- that owner, after they checked that the caller may update the stock
+-- column (and sees the item under its row-level security).
+CREATE TABLE harbor.stock_bucket (
+    model   text    NOT NULL,
+    item_id bigint  NOT NULL,
+    bucket  integer NOT NULL CHECK (bucket >= 0),
+    stock   bigint  NOT NULL CHECK (stock >= 0),
+    PRIMARY KEY (model, item_id, bucket)
+);
+COMMENT ON TABLE harbor.stock_bucket IS
+    'the available stock of split items, one row per bucket (harbor.split_stock)';
+SELECT pg_catalog.pg_extension_config_dump('harbor.stock_bucket', '');
+REVOKE ALL ON harbor.stock_bucket FROM PUBLIC;
+
+CREATE VIEW harbor.stock_buckets AS
+    SELECT b.model, b.item_id, b.bucket, b.stock
+      FROM harbor.stock_bucket b;
+COMMENT ON VIEW harbor.stock_buckets IS
+    'each split item''s buckets and the stock in each';
+GRANT SELECT ON harbor.stock_buckets TO PUBLIC;
+
+CREATE FUNCTION harbor.split_stock(model text, item_id bigint, buckets integer DEFAULT 16)
+    RETURNS integer
+    LANGUAGE c VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_split_stock';
+COMMENT ON FUNCTION harbor.split_stock(text, bigint, integer) IS
+    'spread an item''s available stock (stock column and buckets) evenly over that many buckets; again to rebalance';
+
+CREATE FUNCTION harbor.merge_stock(model text, item_id bigint)
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_merge_stock';
+COMMENT ON FUNCTION harbor.merge_stock(text, bigint) IS
+    'fold a split item''s buckets back into its stock column; returns the units moved';
+
+CREATE FUNCTION harbor.stock_bucket_counters()
+    RETURNS TABLE (path text, calls bigint)
+    LANGUAGE c VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'harbor_stock_bucket_counters';
+COMMENT ON FUNCTION harbor.stock_bucket_counters() IS
+    'how often checkouts of split items took each path since the server started (needs shared_preload_libraries)';
+
 -- ---- sweeper ----
 
 -- ---- loader ----

@@ -67,6 +67,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "buckets.h"
 #include "harbor_orm.h"
 #include "registry.h"
 #include "reservations.h"
@@ -194,6 +195,14 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		" ORDER BY x.item_id, x.id",
 		1, {TEXTOID}
 	},
+	[MP_EXISTS] = {
+		"SELECT FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	[MP_EXISTS_RLS] = {
+		"SELECT FROM {rel} AS t WHERE t.{pk} OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF t",
+		1, {INT8OID}
+	},
 };
 
 static const PlanDef global_plan_defs[GP_NPLANS] =
@@ -259,7 +268,7 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		"                 WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.model OPERATOR(pg_catalog.=) $2\n"
 		"                   AND x.item_id OPERATOR(pg_catalog.=) $3\n"
 		"                   AND x.status OPERATOR(pg_catalog.=) 'active' FOR UPDATE))\n"
-		"RETURNING r.qty",
+		"RETURNING r.qty, r.bucket",
 		3, {TEXTOID, TEXTOID, INT8OID}
 	},
 	[GP_RECLAIM_HOLDS] = {
@@ -293,7 +302,7 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		"   SET status = 'expired', closed_at = pg_catalog.now()\n"
 		" WHERE r.ctid OPERATOR(pg_catalog.=) ANY ($1)\n"
 		"   AND r.status OPERATOR(pg_catalog.=) 'active'\n"
-		"RETURNING r.item_id, r.qty",
+		"RETURNING r.item_id, r.qty, r.bucket",
 		1, {TIDARRAYOID}
 	},
 	[GP_PURGE_HOLDS] = {
@@ -352,6 +361,7 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 void
 harbor_reservations_init(void)
 {
+	harbor_buckets_init();
 }
 
 static int
@@ -407,6 +417,7 @@ harbor_stock_cache(void)
 		MemoryContextSwitchTo(oldcxt);
 	}
 	qsort(c->models, c->nmodels, sizeof(StockModel), stock_model_cmp);
+	harbor_buckets_cache_build(c);
 	e->data[HARBOR_CACHE_STOCK] = c;
 	return c;
 }
@@ -718,6 +729,18 @@ reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
 	int64		need;
 	int64		reclaimed;
 
+	/* split items take from their buckets (buckets.c) */
+	if (!m->has_buckets && c->entry->valid)
+		AcceptInvalidationMessages();	/* a split that just committed */
+	if (m->has_buckets || !c->entry->valid)
+	{
+		BucketReserve br = harbor_bucket_reserve(c, m, t, item, qty, order, ttl,
+												 hold, available);
+
+		if (br != BUCKET_NOT_SPLIT)
+			return br == BUCKET_RESERVED;
+	}
+
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -778,6 +801,12 @@ reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
 		values[1] = Int32GetDatum((int32) need);
 		if (run_plan(model_plan(t, MP_TAKE), values, NULL, false) == 0)
 		{
+			if (harbor_bucket_is_split(c, m, item))
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("item %lld of model \"%s\" was split while this checkout ran",
+								(long long) item, m->name),
+						 errhint("Retry the transaction.")));
 			run_plan(model_plan(t, MP_STOCK), values, NULL, false);
 			*available = result_int64(0, 1) + own_qty;
 			return false;
@@ -1112,6 +1141,13 @@ harbor_release_reservation(PG_FUNCTION_ARGS)
 		/* a model that no longer keeps stock has nothing to restore */
 		if (m != NULL)
 		{
+			bool		isnull;
+			Datum		bucket = result_datum(0, 2, &isnull);
+
+			/* to the bucket it came from, if that is still there */
+			if (!isnull && harbor_bucket_give(c, m, harbor_stock_table(m), items[i],
+											  DatumGetInt32(bucket), qty))
+				continue;
 			values[0] = Int64GetDatum(items[i]);
 			values[1] = Int32GetDatum(qty);
 			run_plan(model_plan(harbor_stock_table(m), MP_GIVE), values, NULL, false);
@@ -1165,6 +1201,9 @@ harbor_stock_status(PG_FUNCTION_ARGS)
 	if (run_plan(model_plan(harbor_stock_table(m), MP_STOCK), args, NULL, true) == 0)
 		unknown_item(m, harbor_stock_table(m), item);
 	stock = DatumGetInt64(result_datum(0, 1, &stock_null));
+	/* a split item's available stock is its column and its buckets */
+	if (m->has_buckets || !c->entry->valid)
+		stock += harbor_bucket_sum(c, m, item);
 
 	args[0] = CStringGetTextDatum(m->name);
 	args[1] = Int64GetDatum(item);
@@ -1261,6 +1300,8 @@ harbor_check_stock(PG_FUNCTION_ARGS)
 		for (uint64 r = 0; r < n; r++)
 			put_problem(rsinfo, m->name, false, result_int64(r, 1), harbor_spi_getcstring(r, 2));
 	}
+
+	harbor_bucket_check(c, rsinfo, put_problem);
 
 	n = run_plan(global_plan(c, GP_CHECK_ROWS), NULL, NULL, true);
 	for (uint64 r = 0; r < n; r++)

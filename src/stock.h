@@ -20,6 +20,10 @@
 
 #include "access/attnum.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "nodes/lockoptions.h"
+#include "storage/itemptr.h"
+#include "utils/relcache.h"
 #include "fmgr.h"
 
 #include "cache.h"
@@ -41,6 +45,8 @@ typedef enum ModelPlan
 	MP_BAD_STOCK,				/* check: negative or null stock */
 	MP_ORPHANS,					/* check: holds on missing items */
 	MP_UNCREDITED,				/* check: expired holds the sweeps leave */
+	MP_EXISTS,					/* buckets.c: the item, as the caller sees it */
+	MP_EXISTS_RLS,				/* ... under row-level security, as an update would */
 	MP_NPLANS
 } ModelPlan;
 
@@ -63,6 +69,9 @@ typedef enum GlobalPlan
 	GP_NPLANS
 } GlobalPlan;
 
+/* the statements buckets.c keeps on the capability-wide entry */
+#define HARBOR_BUCKET_NPLANS 16
+
 /* A stock model as the model list knows it. */
 typedef struct StockModel
 {
@@ -70,6 +79,7 @@ typedef struct StockModel
 	Oid			relid;
 	char	   *stock_column;
 	char	   *pk_column;
+	bool		has_buckets;	/* some item of it is split (buckets.c) */
 } StockModel;
 
 /* Capability-wide: the stock models and the statements on harbor tables. */
@@ -80,6 +90,10 @@ typedef struct StockCache
 	int			nmodels;
 	StockModel *models;			/* sorted by name */
 	SPIPlanPtr	plans[GP_NPLANS];
+	/* stock buckets (buckets.c): harbor.stock_bucket, its owner, statements */
+	Oid			bucket_relid;	/* InvalidOid before ALTER EXTENSION UPDATE */
+	Oid			bucket_owner;
+	SPIPlanPtr	bucket_plans[HARBOR_BUCKET_NPLANS];
 } StockCache;
 
 /* One item table: its names as they are now, and its statements. */
@@ -124,5 +138,26 @@ extern bool harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
  */
 extern int64 harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t,
 									int64 item, int64 own_id);
+
+/*
+ * Locking a row without ever waiting (sweep.c; see its header for why SQL's
+ * SKIP LOCKED is not enough).  harbor_lock_row locks the newest version of
+ * the row at tid: false when another transaction holds or waits for it,
+ * when it is gone, when its table is locked against us, or, under a
+ * transaction snapshot, when it changed since.  On success the locked
+ * version is in l->slot.  harbor_locker_close closes what it opened.
+ */
+typedef struct RowLocker
+{
+	Oid			relid;
+	Relation	rel;
+	TupleTableSlot *slot;
+} RowLocker;
+
+extern bool harbor_lock_row(RowLocker *l, Oid relid, ItemPointer tid, LockTupleMode mode);
+extern void harbor_locker_close(RowLocker *l);
+
+/* UPDATE on relid or on its stock column (sweep.c) */
+extern bool harbor_may_update_stock(Oid relid, AttrNumber stock_attnum, Oid role, bool *missing);
 
 #endif							/* HARBOR_STOCK_H */

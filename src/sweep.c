@@ -82,6 +82,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "buckets.h"
 #include "harbor_orm.h"
 #include "reservations.h"
 #include "stock.h"
@@ -97,8 +98,8 @@ PG_FUNCTION_INFO_V1(harbor_hold_creditable_sql);
  */
 
 /* UPDATE on the table, or on its stock column */
-static bool
-may_update_stock(Oid relid, AttrNumber stock_attnum, Oid role, bool *missing)
+bool
+harbor_may_update_stock(Oid relid, AttrNumber stock_attnum, Oid role, bool *missing)
 {
 	if (pg_class_aclcheck_ext(relid, role, ACL_UPDATE, missing) == ACLCHECK_OK)
 		return true;
@@ -117,7 +118,7 @@ harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
 		return true;			/* written before holds recorded their writer */
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
 		return false;
-	if (stock_attnum <= 0 || !may_update_stock(relid, stock_attnum, role, &missing) || missing)
+	if (stock_attnum <= 0 || !harbor_may_update_stock(relid, stock_attnum, role, &missing) || missing)
 		return false;
 	/* which rows the policies let it update is not known here: not these */
 	if (check_enable_rls(relid, role, true) == RLS_ENABLED)
@@ -139,15 +140,8 @@ harbor_hold_creditable_sql(PG_FUNCTION_ARGS)
  * Locking without waiting, acting as the owner
  * ---------------------------------------------------------------------
  */
-typedef struct RowLocker
-{
-	Oid			relid;
-	Relation	rel;
-	TupleTableSlot *slot;
-} RowLocker;
-
-static void
-locker_close(RowLocker *l)
+void
+harbor_locker_close(RowLocker *l)
 {
 	if (l->rel != NULL)
 	{
@@ -166,15 +160,15 @@ locker_close(RowLocker *l)
  * snapshot, when it changed since.  On success the locked version is in
  * l->slot.
  */
-static bool
-lock_row(RowLocker *l, Oid relid, ItemPointer tid, LockTupleMode mode)
+bool
+harbor_lock_row(RowLocker *l, Oid relid, ItemPointer tid, LockTupleMode mode)
 {
 	TM_FailureData tmfd;
 	TM_Result	res;
 
 	if (l->rel == NULL || l->relid != relid)
 	{
-		locker_close(l);
+		harbor_locker_close(l);
 		if (!ConditionalLockRelationOid(relid, RowShareLock))
 			return false;
 		l->rel = table_open(relid, NoLock);
@@ -421,7 +415,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 		return 0;
 
 	/* The caller could move this stock itself, or it sweeps nothing here. */
-	if (!may_update_stock(m->relid, t->stock_attnum, GetUserId(), &missing))
+	if (!harbor_may_update_stock(m->relid, t->stock_attnum, GetUserId(), &missing))
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(m->relid));
 	if (check_enable_rls(m->relid, InvalidOid, true) == RLS_ENABLED)
 		ereport(ERROR,
@@ -470,7 +464,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 		bool		isnull;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
+		if (!harbor_lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
 			continue;
 		slot = locker.slot;
 		if (!locked_hold_sweepable(slot, &hc, m, t, -1, now))
@@ -481,7 +475,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 		ids[nholds] = holds[nholds].item;
 		nholds++;
 	}
-	locker_close(&locker);
+	harbor_locker_close(&locker);
 	if (nholds == 0)
 		return 0;
 
@@ -529,13 +523,13 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 			if (it == NULL)
 				continue;
 			it->found = true;
-			if (!it->locked && lock_row(&locker, rel_of[i], &tid_of[i], LockTupleNoKeyExclusive))
+			if (!it->locked && harbor_lock_row(&locker, rel_of[i], &tid_of[i], LockTupleNoKeyExclusive))
 			{
 				it->locked = true;
 				locked_ids[nlocked++] = it->id;
 			}
 		}
-		locker_close(&locker);
+		harbor_locker_close(&locker);
 
 		/* what the locked rows hold now; nobody else can change it */
 		if (nlocked > 0)
@@ -603,13 +597,34 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 	closed = (int64) harbor_stock_run(harbor_stock_global_plan(c, GP_SWEEP_CLOSE), values, NULL, false);
 	for (int i = 0; i < nitems; i++)
 		items[i].sum = 0;
-	for (uint64 i = 0; i < (uint64) closed; i++)
 	{
-		SweepItem  *it = find_item(items, nitems, harbor_stock_result_int64(i, 1));
-		bool		isnull;
+		/* read them all first: giving back to a bucket runs statements */
+		int64	   *c_item = palloc(sizeof(int64) * Max(closed, 1));
+		int32	   *c_qty = palloc(sizeof(int32) * Max(closed, 1));
+		int32	   *c_bucket = palloc(sizeof(int32) * Max(closed, 1));
 
-		if (it != NULL && it->restore)
-			it->sum += DatumGetInt32(harbor_stock_result(i, 2, &isnull));
+		for (uint64 i = 0; i < (uint64) closed; i++)
+		{
+			bool		isnull;
+
+			c_item[i] = harbor_stock_result_int64(i, 1);
+			c_qty[i] = DatumGetInt32(harbor_stock_result(i, 2, &isnull));
+			c_bucket[i] = DatumGetInt32(harbor_stock_result(i, 3, &isnull));
+			if (isnull)
+				c_bucket[i] = HARBOR_NO_BUCKET;
+		}
+		for (uint64 i = 0; i < (uint64) closed; i++)
+		{
+			SweepItem  *it = find_item(items, nitems, c_item[i]);
+
+			if (it == NULL || !it->restore)
+				continue;
+			/* a split item's hold goes back to its bucket if that is free */
+			if (c_bucket[i] != HARBOR_NO_BUCKET &&
+				harbor_bucket_give_nowait(c, m, it->id, c_bucket[i], c_qty[i]))
+				continue;
+			it->sum += c_qty[i];
+		}
 	}
 
 	/* 4. Give their stock back, as the owner. */
@@ -775,13 +790,13 @@ harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t, int64 item,
 	for (uint64 i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (!lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
+		if (!harbor_lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
 			continue;
 		if (!locked_hold_sweepable(locker.slot, &hc, m, t, item, now))
 			continue;
 		tids[nclose++] = locker.slot->tts_tid;
 	}
-	locker_close(&locker);
+	harbor_locker_close(&locker);
 	if (nclose == 0)
 		return 0;
 	values[0] = tid_array(tids, nclose);
@@ -834,13 +849,13 @@ purge_batch(StockCache *c, int batch_size)
 		bool		isnull;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
+		if (!harbor_lock_row(&locker, c->holds_relid, &tids[i], LockTupleExclusive))
 			continue;
 		if (strcmp(TextDatumGetCString(slot_getattr(locker.slot, a_status, &isnull)), "active") == 0)
 			continue;
 		tids[ndelete++] = locker.slot->tts_tid;
 	}
-	locker_close(&locker);
+	harbor_locker_close(&locker);
 	if (ndelete == 0)
 		return 0;
 	values[0] = tid_array(tids, ndelete);
