@@ -530,6 +530,94 @@ bucket_stock_attnum(StockCache *c)
 }
 
 /*
+ * In a subtransaction: lock the bucket at tid without waiting and, if it
+ * has need units, take them.  A bucket found short is let go (the
+ * subtransaction rolled back), so no bucket is kept that was not taken
+ * from.  An error (a cancel) rolls the subtransaction back and goes on up,
+ * as any caller that runs its own subtransactions expects.
+ */
+static bool
+probe(StockCache *c, ItemPointer tid, AttrNumber stock_att, int64 need)
+{
+	SubXact		sx;
+	volatile bool taken = false;
+	volatile bool locked = false;
+
+	sub_begin(&sx);
+	PG_TRY();
+	{
+		RowLocker	locker = {0};
+		int64		have = 0;
+		ItemPointerData cur;
+		bool		isnull;
+
+		CommandCounterIncrement();
+		locked = harbor_lock_row(&locker, c->bucket_relid, tid, LockTupleNoKeyExclusive);
+		if (locked)
+		{
+			have = DatumGetInt64(slot_getattr(locker.slot, stock_att, &isnull));
+			cur = locker.slot->tts_tid;
+		}
+		harbor_locker_close(&locker);
+		if (locked && have >= need)
+		{
+			Datum		args[2];
+
+			args[0] = PointerGetDatum(&cur);
+			args[1] = Int64GetDatum(need);
+			if (run_owner(c, BP_TAKE_TID, args, NULL, false) != 1)
+				elog(ERROR, "could not take from a locked stock bucket");
+			taken = true;
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(sx.cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		sub_end(&sx, false);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	/* commit when taken or when nothing was locked; let a short one go */
+	sub_end(&sx, taken || !locked);
+	return taken;
+}
+
+/*
+ * In a subtransaction: the guarded take from one bucket, waiting for it
+ * (BP_TAKE with args).  An UPDATE that waited and then found the row short
+ * keeps it locked: rolling back lets it go.
+ */
+static uint64
+wait_take(StockCache *c, Datum *args)
+{
+	SubXact		sx;
+	volatile uint64 n = 0;
+
+	sub_begin(&sx);
+	PG_TRY();
+	{
+		n = run_owner(c, BP_TAKE, args, NULL, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(sx.cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		sub_end(&sx, false);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	sub_end(&sx, n == 1);
+	return n;
+}
+
+/*
  * Take need units of item, by the paths in the file header.  True and the
  * bucket taken from (HARBOR_NO_BUCKET: the stock column) on success; false
  * and what the item has when the whole item is short.
@@ -541,8 +629,6 @@ take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int st
 	BucketList	bl;
 	Datum		args[4];
 	AttrNumber	stock_att = bucket_stock_attnum(c);
-	SubXact		sx;
-	bool		in_sub = false;
 	int64		column;
 	int64		total;
 	int64		rem;
@@ -555,46 +641,17 @@ take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int st
 	for (int i = 0; i < bl.n; i++)
 	{
 		int			j = (start + i) % bl.n;
-		RowLocker	locker = {0};
-		bool		locked;
-		int64		have = 0;
-		ItemPointerData tid;
 
 		if (bl.stock[j] < need)
 			continue;
 		CHECK_FOR_INTERRUPTS();
-		if (!in_sub)
+		if (probe(c, &bl.tids[j], stock_att, need))
 		{
-			sub_begin(&sx);
-			in_sub = true;
-		}
-		CommandCounterIncrement();
-		locked = harbor_lock_row(&locker, c->bucket_relid, &bl.tids[j], LockTupleNoKeyExclusive);
-		if (locked)
-		{
-			have = DatumGetInt64(slot_getattr(locker.slot, stock_att, &isnull));
-			tid = locker.slot->tts_tid;
-		}
-		harbor_locker_close(&locker);
-		if (!locked)
-			continue;
-		if (have >= need)
-		{
-			args[0] = PointerGetDatum(&tid);
-			args[1] = Int64GetDatum(need);
-			if (run_owner(c, BP_TAKE_TID, args, NULL, false) != 1)
-				elog(ERROR, "could not take from a locked stock bucket");
-			sub_end(&sx, true);
 			count_path(i == 0 ? PATH_FIRST : PATH_SKIPPED);
 			*bucket_out = bl.nums[j];
 			return true;
 		}
-		/* taken meanwhile: let it go */
-		sub_end(&sx, false);
-		in_sub = false;
 	}
-	if (in_sub)
-		sub_end(&sx, true);		/* it locked nothing */
 
 	/* 2. Wait for one bucket that has enough now. */
 	list_buckets(c, m, item, &bl);
@@ -610,10 +667,7 @@ take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int st
 			continue;
 		CHECK_FOR_INTERRUPTS();
 		args[2] = Int32GetDatum(bl.nums[j]);
-		sub_begin(&sx);
-		n = run_owner(c, BP_TAKE, args, NULL, false);
-		/* short after the wait: roll back the lock the wait left */
-		sub_end(&sx, n == 1);
+		n = wait_take(c, args);
 		if (n == 1)
 		{
 			count_path(PATH_WAITED);
