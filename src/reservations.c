@@ -57,6 +57,7 @@
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -144,13 +145,13 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		 * Where the items of a sweep batch are, in ascending order; sweep.c
 		 * locks them one by one without waiting.  Run as the table owner.
 		 */
-		"SELECT t.tableoid, t.ctid, t.{pk}::bigint FROM {rel} AS t\n"
+		"SELECT t.tableoid, t.ctid, t.{pk}::pg_catalog.int8 FROM {rel} AS t\n"
 		" WHERE t.{pk} OPERATOR(pg_catalog.=) ANY ($1) ORDER BY 3",
 		1, {INT8ARRAYOID}
 	},
 	[MP_SWEEP_STOCK] = {
 		/* the stock of items the sweep has locked.  Run as the table owner. */
-		"SELECT t.{pk}::bigint, t.{stock}::bigint FROM {rel} AS t\n"
+		"SELECT t.{pk}::pg_catalog.int8, t.{stock}::pg_catalog.int8 FROM {rel} AS t\n"
 		" WHERE t.{pk} OPERATOR(pg_catalog.=) ANY ($1)",
 		1, {INT8ARRAYOID}
 	},
@@ -385,7 +386,7 @@ harbor_stock_cache(void)
 	c->holds_relid = get_relname_relid("stock_reservations", nspid);
 
 	/* read-write mode: a fresh snapshot, which sees this statement's writes */
-	harbor_spi_exec("SELECT s.model, s.stock_column::text FROM harbor.stock_model s ORDER BY s.model",
+	harbor_spi_exec("SELECT s.model, s.stock_column::pg_catalog.text FROM harbor.stock_model s ORDER BY s.model",
 					0, NULL, NULL, NULL, false, 0);
 	nrows = SPI_processed;
 	c->models = MemoryContextAllocZero(e->cxt, sizeof(StockModel) * Max(nrows, 1));
@@ -540,7 +541,30 @@ harbor_stock_result_int64(int row, int col)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
-#define get_stock_cache()	harbor_stock_cache()
+/*
+ * The stock cache, for the reservation functions.  They run with the
+ * caller's search_path: every statement they keep names its tables,
+ * operators, functions and types schema-qualified.  A registry rebuild runs
+ * statements of the registry (registry.c) that are not all written that
+ * way, so it runs under search_path = pg_catalog, pg_temp here.
+ */
+static StockCache *
+get_stock_cache(void)
+{
+	if (!harbor_cache_registry_valid())
+	{
+		int			nestlevel = NewGUCNestLevel();
+		int			nmodels;
+
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) harbor_model_list(&nmodels);
+		AtEOXact_GUC(true, nestlevel);
+	}
+	return harbor_stock_cache();
+}
+
 #define model_plan(t, which)	harbor_stock_model_plan((t), (which))
 #define global_plan(c, which)	harbor_stock_global_plan((c), (which))
 #define run_plan			harbor_stock_run
