@@ -19,6 +19,7 @@
 #define HARBOR_STOCK_H
 
 #include "access/attnum.h"
+#include "access/tupdesc.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 
@@ -32,8 +33,7 @@ typedef enum ModelPlan
 {
 	MP_FAST,					/* insert the hold, then take the stock */
 	MP_LOCK,					/* lock an item, read its stock */
-	MP_TAKE,					/* guarded decrement */
-	MP_GIVE,					/* increment */
+	MP_GIVE,					/* add to the stock (a resize may take) */
 	MP_SWEEP_ITEMS,				/* sweep: where the items of a batch are */
 	MP_SWEEP_STOCK,				/* sweep: the stock of the locked items */
 	MP_SWEEP_RESTORE,			/* sweep: give the stock of a batch back */
@@ -41,13 +41,13 @@ typedef enum ModelPlan
 	MP_BAD_STOCK,				/* check: negative or null stock */
 	MP_ORPHANS,					/* check: holds on missing items */
 	MP_UNCREDITED,				/* check: expired holds the sweeps leave */
+	MP_RESIZE,					/* reserve: move the stock, renew the hold */
 	MP_NPLANS
 } ModelPlan;
 
 typedef enum GlobalPlan
 {
 	GP_OWN,						/* the order's active hold on an item */
-	GP_RENEW,
 	GP_CONFIRM,
 	GP_ORDER_STATE,
 	GP_EXTEND,
@@ -72,14 +72,40 @@ typedef struct StockModel
 	char	   *pk_column;
 } StockModel;
 
+/* The columns of harbor.stock_reservations that reserve returns. */
+typedef enum HoldColumn
+{
+	HOLD_ID,
+	HOLD_MODEL,
+	HOLD_ITEM,
+	HOLD_ORDER,
+	HOLD_QTY,
+	HOLD_STATUS,
+	HOLD_CREATED,
+	HOLD_EXPIRES,
+	HOLD_CLOSED,
+	HOLD_WRITER,				/* created_by: absent before 0.2.0 */
+	HOLD_NCOLUMNS
+} HoldColumn;
+
 /* Capability-wide: the stock models and the statements on harbor tables. */
 typedef struct StockCache
 {
 	HarborCacheEntry *entry;
 	Oid			holds_relid;	/* harbor.stock_reservations */
+	Oid			holds_type;		/* ... and its row type */
 	int			nmodels;
 	StockModel *models;			/* sorted by name */
 	SPIPlanPtr	plans[GP_NPLANS];
+
+	/*
+	 * The row type of the holds as reserve builds its result rows, set up
+	 * on first use; hold_desc_id is the type cache's identifier of the
+	 * descriptor it was copied from, compared on every use.
+	 */
+	TupleDesc	hold_desc;
+	uint64		hold_desc_id;
+	AttrNumber	hold_attnum[HOLD_NCOLUMNS];	/* InvalidAttrNumber: absent */
 } StockCache;
 
 /* One item table: its names as they are now, and its statements. */
