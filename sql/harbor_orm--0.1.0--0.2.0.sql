@@ -20,7 +20,6 @@ COMMENT ON COLUMN harbor.stock_reservations.created_by IS
 
 CREATE FUNCTION harbor._stamp_hold() RETURNS trigger
     LANGUAGE c
-    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'harbor_stamp_hold';
 REVOKE ALL ON FUNCTION harbor._stamp_hold() FROM PUBLIC;
 CREATE TRIGGER stamp_hold BEFORE INSERT OR UPDATE
@@ -38,10 +37,22 @@ CREATE INDEX stock_reservations_expires_idx
 CREATE FUNCTION harbor._hold_creditable(created_by regrole, rel oid, stock_attnum smallint)
     RETURNS boolean
     LANGUAGE c STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'harbor_hold_creditable_sql';
 COMMENT ON FUNCTION harbor._hold_creditable(regrole, oid, smallint) IS
     'whether created_by may have the sweeps give a hold''s stock back to the stock column of rel';
+
+-- The reservation functions run with the caller's search_path: every
+-- statement they run names its tables, operators, functions and types
+-- schema-qualified (OPERATOR(pg_catalog.=), pg_catalog.now(), harbor.*), so
+-- no object a user creates can stand in for one of ours, and a call no
+-- longer pays for setting and restoring search_path.  _stamp_hold and
+-- _hold_creditable (above) run no SQL.  SECURITY DEFINER functions keep
+-- their fixed search_path.
+ALTER FUNCTION harbor.reserve_stock(bigint, integer, text, interval, text) RESET search_path;
+ALTER FUNCTION harbor.reserve_many(text, jsonb, interval, text) RESET search_path;
+ALTER FUNCTION harbor.confirm_reservation(text) RESET search_path;
+ALTER FUNCTION harbor.release_reservation(text, bigint) RESET search_path;
+ALTER FUNCTION harbor.extend_reservation(text, interval) RESET search_path;
 
 -- Stock buckets (src/buckets.c, docs/reservations.md "Stock buckets"): a
 -- hot item's available stock spread over rows of harbor.stock_bucket, so

@@ -81,6 +81,7 @@
 #include "utils/resowner.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "buckets.h"
 #include "compat.h"
@@ -309,7 +310,7 @@ static const BucketPlanDef bucket_plan_defs[BP_NPLANS] =
 		"INSERT INTO harbor.stock_reservations AS r (model, item_id, order_id, qty, expires_at, bucket)\n"
 		"VALUES ($3, $1, $4, $2, pg_catalog.now() OPERATOR(pg_catalog.+) $5, $6)\n"
 		"ON CONFLICT (model, item_id, order_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING\n"
-		"RETURNING r.id, r",
+		"RETURNING r.id, r.created_at, r.expires_at",
 		6, {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID, INT4OID}
 	},
 	[BP_OWN] = {
@@ -324,7 +325,7 @@ static const BucketPlanDef bucket_plan_defs[BP_NPLANS] =
 		"   SET bucket = $2, qty = $3,\n"
 		"       expires_at = CASE WHEN $4 THEN pg_catalog.now() OPERATOR(pg_catalog.+) $5\n"
 		"                         ELSE r.expires_at END\n"
-		" WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING r",
+		" WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING r.id, r.created_at, r.expires_at",
 		5, {INT8OID, INT4OID, INT4OID, BOOLOID, INTERVALOID}
 	},
 };
@@ -754,9 +755,10 @@ take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int st
 	}
 	if (rem > 0)
 	{
+		/* the item row is locked and has rem: no guard needed */
 		args[0] = Int64GetDatum(item);
-		args[1] = Int32GetDatum((int32) rem);
-		if (harbor_stock_run(harbor_stock_model_plan(t, MP_TAKE), args, NULL, false) != 1)
+		args[1] = Int32GetDatum((int32) -rem);
+		if (harbor_stock_run(harbor_stock_model_plan(t, MP_GIVE), args, NULL, false) != 1)
 			elog(ERROR, "could not take from a locked item");
 	}
 	count_path(PATH_ACROSS);
@@ -779,7 +781,7 @@ give_back(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 bucket,
 
 BucketReserve
 harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
-					  Datum order, Datum ttl, Datum *hold, int64 *available)
+					  Datum order, Datum ttl, ReservedHold *hold, int64 *available)
 {
 	Datum		model_name = CStringGetTextDatum(m->name);
 	BucketList	bl;
@@ -792,7 +794,6 @@ harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t, int64 item, i
 	int32		own_qty = 0;
 	int32		own_bucket = HARBOR_NO_BUCKET;
 	bool		is_new = false;
-	Datum		inserted = (Datum) 0;
 	int32		taken = HARBOR_NO_BUCKET;
 	int64		need;
 
@@ -828,7 +829,9 @@ harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t, int64 item, i
 		if (harbor_stock_run(bucket_plan(c, BP_INSERT_HOLD), values, nulls, false) > 0)
 		{
 			hold_id = DatumGetInt64(harbor_stock_result(0, 1, &isnull));
-			inserted = harbor_stock_result(0, 2, &isnull);
+			hold->id = hold_id;
+			hold->created = DatumGetTimestampTz(harbor_stock_result(0, 2, &isnull));
+			hold->expires = DatumGetTimestampTz(harbor_stock_result(0, 3, &isnull));
 			own_bucket = tentative;
 			is_new = true;
 			break;
@@ -863,7 +866,7 @@ harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t, int64 item, i
 
 	if (is_new && taken == tentative)
 	{
-		*hold = inserted;
+		hold->bucket = taken;
 		return BUCKET_RESERVED;
 	}
 	values[0] = Int64GetDatum(hold_id);
@@ -874,7 +877,10 @@ harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t, int64 item, i
 	values[4] = ttl;
 	if (harbor_stock_run(bucket_plan(c, BP_HOLD_SET), values, nulls, false) != 1)
 		elog(ERROR, "could not update hold %lld", (long long) hold_id);
-	*hold = harbor_stock_result(0, 1, &isnull);
+	hold->id = DatumGetInt64(harbor_stock_result(0, 1, &isnull));
+	hold->created = DatumGetTimestampTz(harbor_stock_result(0, 2, &isnull));
+	hold->expires = DatumGetTimestampTz(harbor_stock_result(0, 3, &isnull));
+	hold->bucket = taken;
 	return BUCKET_RESERVED;
 }
 
@@ -1100,8 +1106,9 @@ move_column(StockTable *t, int64 item, int64 delta)
 	{
 		int64		step = delta > 0 ? Min(delta, PG_INT32_MAX) : Min(-delta, PG_INT32_MAX);
 
-		args[1] = Int32GetDatum((int32) step);
-		harbor_stock_run(harbor_stock_model_plan(t, delta > 0 ? MP_GIVE : MP_TAKE), args, NULL, false);
+		/* the item row is locked: its stock cannot change under us */
+		args[1] = Int32GetDatum((int32) (delta > 0 ? step : -step));
+		harbor_stock_run(harbor_stock_model_plan(t, MP_GIVE), args, NULL, false);
 		delta += delta > 0 ? -step : step;
 	}
 }

@@ -40,7 +40,7 @@ extern void harbor_buckets_cache_build(StockCache *c);
  */
 extern BucketReserve harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t,
 										   int64 item, int32 qty, Datum order, Datum ttl,
-										   Datum *hold, int64 *available);
+										   ReservedHold *hold, int64 *available);
 
 /*
  * Whether the item is split now (an uncached look): reserve's slow path

@@ -57,6 +57,7 @@
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -66,6 +67,7 @@
 #include "utils/rls.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "utils/typcache.h"
 
 #include "buckets.h"
 #include "harbor_orm.h"
@@ -109,20 +111,21 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		 * is held only for the decrement and the commit.  The EXISTS makes
 		 * the decrement depend on the insert, which orders them; ON
 		 * CONFLICT leaves an existing active hold of the order to the
-		 * slow path.
+		 * slow path (no row).  Returns what the row got from its defaults;
+		 * the caller builds the row it returns (hold_columns_of).
 		 */
 		"WITH ins AS (\n"
 		"    INSERT INTO harbor.stock_reservations AS r (model, item_id, order_id, qty, expires_at)\n"
 		"    VALUES ($3, $1, $4, $2, pg_catalog.now() OPERATOR(pg_catalog.+) $5)\n"
 		"    ON CONFLICT (model, item_id, order_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING\n"
-		"    RETURNING r\n"
+		"    RETURNING r.id, r.created_at, r.expires_at\n"
 		"), upd AS (\n"
 		"    UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.-) $2\n"
 		"     WHERE t.{pk} OPERATOR(pg_catalog.=) $1 AND t.{stock} OPERATOR(pg_catalog.>=) $2\n"
 		"       AND EXISTS (SELECT FROM ins)\n"
 		"    RETURNING 1\n"
 		")\n"
-		"SELECT (SELECT pg_catalog.count(*) FROM upd), (SELECT ins.r FROM ins)",
+		"SELECT ins.id, ins.created_at, ins.expires_at, EXISTS (SELECT FROM upd) FROM ins",
 		5, {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID}
 	},
 	[MP_LOCK] = {
@@ -130,28 +133,38 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		"   FOR NO KEY UPDATE OF t",
 		1, {INT8OID}
 	},
-	[MP_TAKE] = {
-		"UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.-) $2\n"
-		" WHERE t.{pk} OPERATOR(pg_catalog.=) $1 AND t.{stock} OPERATOR(pg_catalog.>=) $2",
-		2, {INT8OID, INT4OID}
-	},
 	[MP_GIVE] = {
 		"UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.+) $2\n"
 		" WHERE t.{pk} OPERATOR(pg_catalog.=) $1",
 		2, {INT8OID, INT4OID}
+	},
+	[MP_RESIZE] = {
+		/*
+		 * reserve, the order's existing hold: with the hold and the item
+		 * locked, move the item's stock by $2 (when not 0) and renew the
+		 * hold with its new qty.
+		 */
+		"WITH s AS (\n"
+		"    UPDATE {rel} AS t SET {stock} = t.{stock} OPERATOR(pg_catalog.+) $2\n"
+		"     WHERE t.{pk} OPERATOR(pg_catalog.=) $1 AND $2 OPERATOR(pg_catalog.<>) 0\n"
+		")\n"
+		"UPDATE harbor.stock_reservations AS r\n"
+		"   SET qty = $3, expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $5\n"
+		" WHERE r.id OPERATOR(pg_catalog.=) $4 RETURNING r.id, r.created_at, r.expires_at, r.bucket",
+		5, {INT8OID, INT4OID, INT4OID, INT8OID, INTERVALOID}
 	},
 	[MP_SWEEP_ITEMS] = {
 		/*
 		 * Where the items of a sweep batch are, in ascending order; sweep.c
 		 * locks them one by one without waiting.  Run as the table owner.
 		 */
-		"SELECT t.tableoid, t.ctid, t.{pk}::bigint FROM {rel} AS t\n"
+		"SELECT t.tableoid, t.ctid, t.{pk}::pg_catalog.int8 FROM {rel} AS t\n"
 		" WHERE t.{pk} OPERATOR(pg_catalog.=) ANY ($1) ORDER BY 3",
 		1, {INT8ARRAYOID}
 	},
 	[MP_SWEEP_STOCK] = {
 		/* the stock of items the sweep has locked.  Run as the table owner. */
-		"SELECT t.{pk}::bigint, t.{stock}::bigint FROM {rel} AS t\n"
+		"SELECT t.{pk}::pg_catalog.int8, t.{stock}::pg_catalog.int8 FROM {rel} AS t\n"
 		" WHERE t.{pk} OPERATOR(pg_catalog.=) ANY ($1)",
 		1, {INT8ARRAYOID}
 	},
@@ -213,12 +226,6 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		"   AND r.order_id OPERATOR(pg_catalog.=) $3 AND r.status OPERATOR(pg_catalog.=) 'active'\n"
 		"   FOR UPDATE OF r",
 		3, {TEXTOID, INT8OID, TEXTOID}
-	},
-	[GP_RENEW] = {
-		"UPDATE harbor.stock_reservations AS r\n"
-		"   SET qty = $2, expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $3\n"
-		" WHERE r.id OPERATOR(pg_catalog.=) $1 RETURNING r",
-		3, {INT8OID, INT4OID, INTERVALOID}
 	},
 	[GP_CONFIRM] = {
 		/* rows locked in (model, item) order, as release and reserve do */
@@ -393,9 +400,10 @@ harbor_stock_cache(void)
 	c = MemoryContextAllocZero(e->cxt, sizeof(StockCache));
 	c->entry = e;
 	c->holds_relid = get_relname_relid("stock_reservations", nspid);
+	c->holds_type = get_rel_type_id(c->holds_relid);
 
 	/* read-write mode: a fresh snapshot, which sees this statement's writes */
-	harbor_spi_exec("SELECT s.model, s.stock_column::text FROM harbor.stock_model s ORDER BY s.model",
+	harbor_spi_exec("SELECT s.model, s.stock_column::pg_catalog.text FROM harbor.stock_model s ORDER BY s.model",
 					0, NULL, NULL, NULL, false, 0);
 	nrows = SPI_processed;
 	c->models = MemoryContextAllocZero(e->cxt, sizeof(StockModel) * Max(nrows, 1));
@@ -551,7 +559,30 @@ harbor_stock_result_int64(int row, int col)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
-#define get_stock_cache()	harbor_stock_cache()
+/*
+ * The stock cache, for the reservation functions.  They run with the
+ * caller's search_path: every statement they keep names its tables,
+ * operators, functions and types schema-qualified.  A registry rebuild runs
+ * statements of the registry (registry.c) that are not all written that
+ * way, so it runs under search_path = pg_catalog, pg_temp here.
+ */
+static StockCache *
+get_stock_cache(void)
+{
+	if (!harbor_cache_registry_valid())
+	{
+		int			nestlevel = NewGUCNestLevel();
+		int			nmodels;
+
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) harbor_model_list(&nmodels);
+		AtEOXact_GUC(true, nestlevel);
+	}
+	return harbor_stock_cache();
+}
+
 #define model_plan(t, which)	harbor_stock_model_plan((t), (which))
 #define global_plan(c, which)	harbor_stock_global_plan((c), (which))
 #define run_plan			harbor_stock_run
@@ -700,14 +731,163 @@ unknown_item(StockModel *m, StockTable *t, int64 item)
 }
 
 /* ---------------------------------------------------------------------
+ * The rows reserve returns
+ *
+ * reserve's statements return only what a new or renewed hold got from
+ * its defaults (id, created_at, expires_at); the rest of the row is what
+ * the call wrote, and the row is formed here, once, in the caller's
+ * memory, instead of being built by the executor as a whole-row value and
+ * copied through the CTE, SPI and the function's result.
+ * ---------------------------------------------------------------------
+ */
+
+static const struct
+{
+	const char *name;
+	Oid			type;
+	bool		optional;
+}			hold_column_defs[HOLD_NCOLUMNS] =
+{
+	[HOLD_ID] = {"id", INT8OID, false},
+	[HOLD_MODEL] = {"model", TEXTOID, false},
+	[HOLD_ITEM] = {"item_id", INT8OID, false},
+	[HOLD_ORDER] = {"order_id", TEXTOID, false},
+	[HOLD_QTY] = {"qty", INT4OID, false},
+	[HOLD_STATUS] = {"status", TEXTOID, false},
+	[HOLD_CREATED] = {"created_at", TIMESTAMPTZOID, false},
+	[HOLD_EXPIRES] = {"expires_at", TIMESTAMPTZOID, false},
+	[HOLD_CLOSED] = {"closed_at", TIMESTAMPTZOID, false},
+	[HOLD_WRITER] = {"created_by", REGROLEOID, true},
+	[HOLD_BUCKET] = {"bucket", INT4OID, true},
+};
+
+static void
+hold_type_changed(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("harbor.stock_reservations does not have the columns this version of harbor_orm returns"),
+			 errdetail_internal("%s", detail),
+			 errhint("Update the extension: ALTER EXTENSION harbor_orm UPDATE.")));
+}
+
+/*
+ * Where each column of the holds is in desc (a row type of
+ * harbor.stock_reservations, or a result descriptor declared as one):
+ * every live column must be one this file fills in, of the type it fills
+ * in.
+ */
+static void
+hold_layout(TupleDesc desc, AttrNumber *attnum)
+{
+	for (int k = 0; k < HOLD_NCOLUMNS; k++)
+		attnum[k] = InvalidAttrNumber;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		int			k;
+
+		if (att->attisdropped)
+			continue;
+		for (k = 0; k < HOLD_NCOLUMNS; k++)
+			if (strcmp(NameStr(att->attname), hold_column_defs[k].name) == 0)
+				break;
+		if (k == HOLD_NCOLUMNS)
+			hold_type_changed(psprintf("Column \"%s\" is unknown.", NameStr(att->attname)));
+		if (att->atttypid != hold_column_defs[k].type)
+			hold_type_changed(psprintf("Column \"%s\" has type %s.", NameStr(att->attname),
+									   format_type_be(att->atttypid)));
+		attnum[k] = att->attnum;
+	}
+	for (int k = 0; k < HOLD_NCOLUMNS; k++)
+		if (attnum[k] == InvalidAttrNumber && !hold_column_defs[k].optional)
+			hold_type_changed(psprintf("Column \"%s\" is missing.", hold_column_defs[k].name));
+}
+
+/*
+ * The row type of the holds, kept with the stock cache (so set up again
+ * after any change to the table) and compared with the type cache's
+ * current descriptor on every use all the same.
+ */
+static TupleDesc
+hold_desc(StockCache *c)
+{
+	TypeCacheEntry *tce = lookup_type_cache(c->holds_type, TYPECACHE_TUPDESC);
+	MemoryContext oldcxt;
+
+	if (tce->tupDesc == NULL)
+		elog(ERROR, "type %u is not composite", c->holds_type);
+	if (c->hold_desc != NULL && c->hold_desc_id == tce->tupDesc_identifier)
+		return c->hold_desc;
+	c->hold_desc = NULL;
+	hold_layout(tce->tupDesc, c->hold_attnum);
+	oldcxt = MemoryContextSwitchTo(c->entry->cxt);
+	c->hold_desc = BlessTupleDesc(CreateTupleDescCopy(tce->tupDesc));
+	MemoryContextSwitchTo(oldcxt);
+	c->hold_desc_id = tce->tupDesc_identifier;
+	return c->hold_desc;
+}
+
+/* The new or renewed hold from the current SPI result, row 0, from column col. */
+static void
+read_hold(int col, ReservedHold *h)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+
+	if (desc->natts < col + 2 ||
+		TupleDescAttr(desc, col - 1)->atttypid != INT8OID ||
+		TupleDescAttr(desc, col)->atttypid != TIMESTAMPTZOID ||
+		TupleDescAttr(desc, col + 1)->atttypid != TIMESTAMPTZOID)
+		elog(ERROR, "unexpected result of a reservation statement");
+	h->id = DatumGetInt64(result_datum(0, col, &isnull));
+	h->created = DatumGetTimestampTz(result_datum(0, col + 1, &isnull));
+	h->expires = DatumGetTimestampTz(result_datum(0, col + 2, &isnull));
+	h->bucket = HARBOR_NO_BUCKET;
+}
+
+/*
+ * The columns of the active hold h, laid out by attnum (natts of them);
+ * closed_at and dropped columns are null.
+ */
+static void
+hold_values(const AttrNumber *attnum, int natts, const ReservedHold *h, StockModel *m,
+			int64 item, int32 qty, Datum order, Datum *values, bool *nulls)
+{
+	Datum		v[HOLD_NCOLUMNS];
+
+	memset(values, 0, sizeof(Datum) * natts);
+	memset(nulls, true, sizeof(bool) * natts);
+	v[HOLD_ID] = Int64GetDatum(h->id);
+	v[HOLD_MODEL] = CStringGetTextDatum(m->name);
+	v[HOLD_ITEM] = Int64GetDatum(item);
+	v[HOLD_ORDER] = order;
+	v[HOLD_QTY] = Int32GetDatum(qty);
+	v[HOLD_STATUS] = CStringGetTextDatum("active");
+	v[HOLD_CREATED] = TimestampTzGetDatum(h->created);
+	v[HOLD_EXPIRES] = TimestampTzGetDatum(h->expires);
+	v[HOLD_CLOSED] = (Datum) 0;
+	/* what harbor._stamp_hold wrote: the role running this call */
+	v[HOLD_WRITER] = ObjectIdGetDatum(GetUserId());
+	v[HOLD_BUCKET] = Int32GetDatum(h->bucket);
+	for (int k = 0; k < HOLD_NCOLUMNS; k++)
+		if (attnum[k] != InvalidAttrNumber && k != HOLD_CLOSED &&
+			!(k == HOLD_BUCKET && h->bucket == HARBOR_NO_BUCKET))
+		{
+			values[attnum[k] - 1] = v[k];
+			nulls[attnum[k] - 1] = false;
+		}
+}
+
+/* ---------------------------------------------------------------------
  * Reserving
  * ---------------------------------------------------------------------
  */
 
 /*
  * Reserve qty of an item for an order, or renew and resize the order's
- * active hold on it.  Returns true and the hold (a composite datum in SPI
- * memory) on success; false and what was available to the order when the
+ * active hold on it.  Returns true and what the hold got from its
+ * statement on success; false and what was available to the order when the
  * stock is short, in which case the caller must raise an error, since a
  * new hold may already be inserted.
  *
@@ -718,16 +898,18 @@ unknown_item(StockModel *m, StockTable *t, int64 item)
  */
 static bool
 reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
-			Datum order, Datum ttl, Datum *hold, int64 *available)
+			Datum order, Datum ttl, ReservedHold *hold, int64 *available)
 {
 	Datum		model_name = CStringGetTextDatum(m->name);
 	Datum		values[5];
 	bool		isnull;
-	Datum		inserted = (Datum) 0;
 	int64		own_id = 0;
 	int32		own_qty = 0;
 	int64		need;
 	int64		reclaimed;
+	int64		stock;
+	bool		stock_null;
+	int64		delta;
 
 	/* split items take from their buckets (buckets.c) */
 	if (!m->has_buckets && c->entry->valid)
@@ -749,15 +931,13 @@ reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
 		values[2] = model_name;
 		values[3] = order;
 		values[4] = ttl;
-		run_plan(model_plan(t, MP_FAST), values, NULL, false);
-		inserted = result_datum(0, 2, &isnull);
-		if (!isnull)
+		if (run_plan(model_plan(t, MP_FAST), values, NULL, false) == 1)
 		{
-			if (result_int64(0, 1) == 1)
-			{
-				*hold = inserted;
+			read_hold(1, hold);
+			if (TupleDescAttr(SPI_tuptable->tupdesc, 3)->atttypid != BOOLOID)
+				elog(ERROR, "unexpected result of a reservation statement");
+			if (DatumGetBool(result_datum(0, 4, &isnull)))
 				return true;
-			}
 			/* our new hold stays; the stock was short or the item is missing */
 			break;
 		}
@@ -775,59 +955,70 @@ reserve_one(StockCache *c, StockModel *m, StockTable *t, int64 item, int32 qty,
 		/* it was closed meanwhile: try again */
 	}
 
-	/* Slow path: lock the item and reclaim its expired holds. */
+	/*
+	 * Slow path: lock the item and reclaim its expired holds.  With the
+	 * item locked, its stock cannot change under us, so what is left to do
+	 * is decided here and done in at most one statement: the item's stock
+	 * moves by what was reclaimed less what the hold needs more (a resize
+	 * may give back), together with the renewal of an existing hold.
+	 */
 	values[0] = Int64GetDatum(item);
 	if (run_plan(model_plan(t, MP_LOCK), values, NULL, false) == 0)
 		unknown_item(m, t, item);
+	if (TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid != INT8OID)
+		elog(ERROR, "unexpected result of a reservation statement");
+	stock = DatumGetInt64(result_datum(0, 1, &stock_null));
 
 	reclaimed = harbor_reclaim_expired(c, m, t, item, own_id);
-	if (reclaimed > 0)
-	{
-		if (reclaimed > PG_INT32_MAX)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("expired holds of item %lld of model \"%s\" hold more than %d units",
-							(long long) item, m->name, PG_INT32_MAX)));
-		values[0] = Int64GetDatum(item);
-		values[1] = Int32GetDatum((int32) reclaimed);
-		run_plan(model_plan(t, MP_GIVE), values, NULL, false);
-	}
+	if (reclaimed > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("expired holds of item %lld of model \"%s\" hold more than %d units",
+						(long long) item, m->name, PG_INT32_MAX)));
 
 	/* a new hold has taken nothing yet; an existing one holds own_qty */
 	need = (int64) qty - own_qty;
-	values[0] = Int64GetDatum(item);
-	if (need > 0)
+	if (need > 0 && (stock_null || stock + reclaimed < need))
 	{
-		values[1] = Int32GetDatum((int32) need);
-		if (run_plan(model_plan(t, MP_TAKE), values, NULL, false) == 0)
-		{
-			if (harbor_bucket_is_split(c, m, item))
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("item %lld of model \"%s\" was split while this checkout ran",
-								(long long) item, m->name),
-						 errhint("Retry the transaction.")));
-			run_plan(model_plan(t, MP_STOCK), values, NULL, false);
-			*available = result_int64(0, 1) + own_qty;
-			return false;
-		}
+		/* an item split since this call began takes another path: retry */
+		if (harbor_bucket_is_split(c, m, item))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("item %lld of model \"%s\" was split while this checkout ran",
+							(long long) item, m->name),
+					 errhint("Retry the transaction.")));
+		/* the caller raises an error, which undoes the reclaim too */
+		*available = (stock_null ? 0 : stock + reclaimed) + own_qty;
+		return false;
 	}
-	else if (need < 0)
-	{
-		values[1] = Int32GetDatum((int32) -need);
-		run_plan(model_plan(t, MP_GIVE), values, NULL, false);
-	}
+	delta = reclaimed - need;
 
 	if (own_id == 0)
 	{
-		*hold = inserted;
+		if (delta != 0)
+		{
+			values[0] = Int64GetDatum(item);
+			values[1] = Int32GetDatum((int32) delta);
+			run_plan(model_plan(t, MP_GIVE), values, NULL, false);
+		}
 		return true;
 	}
-	values[0] = Int64GetDatum(own_id);
-	values[1] = Int32GetDatum(qty);
-	values[2] = ttl;
-	run_plan(global_plan(c, GP_RENEW), values, NULL, false);
-	*hold = result_datum(0, 1, &isnull);
+	values[0] = Int64GetDatum(item);
+	values[1] = Int32GetDatum((int32) delta);
+	values[2] = Int32GetDatum(qty);
+	values[3] = Int64GetDatum(own_id);
+	values[4] = ttl;
+	run_plan(model_plan(t, MP_RESIZE), values, NULL, false);
+	read_hold(1, hold);
+	/* the bucket an item since merged took it from, if any */
+	if (SPI_tuptable->tupdesc->natts >= 4 &&
+		TupleDescAttr(SPI_tuptable->tupdesc, 3)->atttypid == INT4OID)
+	{
+		Datum		b = result_datum(0, 4, &isnull);
+
+		if (!isnull)
+			hold->bucket = DatumGetInt32(b);
+	}
 	return true;
 }
 
@@ -840,8 +1031,11 @@ harbor_reserve_stock(PG_FUNCTION_ARGS)
 	Datum		ttl;
 	StockCache *c;
 	StockModel *m;
-	Datum		hold;
+	ReservedHold hold;
 	int64		available = 0;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
 
 	require_arg(fcinfo, 0, "item_id");
 	item = PG_GETARG_INT64(0);
@@ -859,9 +1053,13 @@ harbor_reserve_stock(PG_FUNCTION_ARGS)
 						(long long) item, m->name),
 				 errdetail("Item %lld: requested %d, available %lld.",
 						   (long long) item, qty, (long long) available)));
-	hold = SPI_datumTransfer(hold, false, -1);
 	SPI_finish();
-	PG_RETURN_DATUM(hold);
+
+	desc = hold_desc(c);
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	hold_values(c->hold_attnum, desc->natts, &hold, m, item, qty, order, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 typedef struct ReserveLine
@@ -980,6 +1178,9 @@ harbor_reserve_many(PG_FUNCTION_ARGS)
 	StockModel *m;
 	StockTable *t;
 	StringInfoData detail;
+	AttrNumber	attnum[HOLD_NCOLUMNS];
+	Datum	   *values;
+	bool	   *nulls;
 
 	order = order_arg(fcinfo, 0);
 	require_arg(fcinfo, 1, "items");
@@ -987,6 +1188,9 @@ harbor_reserve_many(PG_FUNCTION_ARGS)
 	ttl = ttl_arg(fcinfo, 2);
 
 	InitMaterializedSRF(fcinfo, 0);
+	hold_layout(rsinfo->setDesc, attnum);
+	values = palloc(sizeof(Datum) * rsinfo->setDesc->natts);
+	nulls = palloc(sizeof(bool) * rsinfo->setDesc->natts);
 	SPI_connect();
 	c = get_stock_cache();
 	m = model_arg(fcinfo, 3, c);
@@ -995,19 +1199,14 @@ harbor_reserve_many(PG_FUNCTION_ARGS)
 	/* ascending item order, so that concurrent checkouts cannot deadlock */
 	for (int i = 0; i < nlines; i++)
 	{
-		Datum		hold;
+		ReservedHold hold;
 
 		if (reserve_one(c, m, t, lines[i].item, (int32) lines[i].qty, order, ttl,
 						&hold, &lines[i].available))
 		{
-			HeapTupleHeader th = DatumGetHeapTupleHeader(hold);
-			HeapTupleData tuple;
-
-			tuple.t_len = HeapTupleHeaderGetDatumLength(th);
-			ItemPointerSetInvalid(&tuple.t_self);
-			tuple.t_tableOid = InvalidOid;
-			tuple.t_data = th;
-			tuplestore_puttuple(rsinfo->setResult, &tuple);
+			hold_values(attnum, rsinfo->setDesc->natts, &hold, m, lines[i].item,
+						(int32) lines[i].qty, order, values, nulls);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 		else
 		{

@@ -19,6 +19,8 @@
 #define HARBOR_STOCK_H
 
 #include "access/attnum.h"
+#include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "nodes/lockoptions.h"
@@ -36,8 +38,7 @@ typedef enum ModelPlan
 {
 	MP_FAST,					/* insert the hold, then take the stock */
 	MP_LOCK,					/* lock an item, read its stock */
-	MP_TAKE,					/* guarded decrement */
-	MP_GIVE,					/* increment */
+	MP_GIVE,					/* add to the stock (a resize may take) */
 	MP_SWEEP_ITEMS,				/* sweep: where the items of a batch are */
 	MP_SWEEP_STOCK,				/* sweep: the stock of the locked items */
 	MP_SWEEP_RESTORE,			/* sweep: give the stock of a batch back */
@@ -47,13 +48,13 @@ typedef enum ModelPlan
 	MP_UNCREDITED,				/* check: expired holds the sweeps leave */
 	MP_EXISTS,					/* buckets.c: the item, as the caller sees it */
 	MP_EXISTS_RLS,				/* ... under row-level security, as an update would */
+	MP_RESIZE,					/* reserve: move the stock, renew the hold */
 	MP_NPLANS
 } ModelPlan;
 
 typedef enum GlobalPlan
 {
 	GP_OWN,						/* the order's active hold on an item */
-	GP_RENEW,
 	GP_CONFIRM,
 	GP_ORDER_STATE,
 	GP_EXTEND,
@@ -82,11 +83,38 @@ typedef struct StockModel
 	bool		has_buckets;	/* some item of it is split (buckets.c) */
 } StockModel;
 
+/* The columns of harbor.stock_reservations that reserve returns. */
+typedef enum HoldColumn
+{
+	HOLD_ID,
+	HOLD_MODEL,
+	HOLD_ITEM,
+	HOLD_ORDER,
+	HOLD_QTY,
+	HOLD_STATUS,
+	HOLD_CREATED,
+	HOLD_EXPIRES,
+	HOLD_CLOSED,
+	HOLD_WRITER,				/* created_by: absent before 0.2.0 */
+	HOLD_BUCKET,				/* bucket: absent before 0.2.0 */
+	HOLD_NCOLUMNS
+} HoldColumn;
+
+/* What one hold got from its statement (reservations.c, buckets.c). */
+typedef struct ReservedHold
+{
+	int64		id;
+	TimestampTz created;
+	TimestampTz expires;
+	int32		bucket;			/* HARBOR_NO_BUCKET (-1): the stock column */
+} ReservedHold;
+
 /* Capability-wide: the stock models and the statements on harbor tables. */
 typedef struct StockCache
 {
 	HarborCacheEntry *entry;
 	Oid			holds_relid;	/* harbor.stock_reservations */
+	Oid			holds_type;		/* ... and its row type */
 	int			nmodels;
 	StockModel *models;			/* sorted by name */
 	SPIPlanPtr	plans[GP_NPLANS];
@@ -94,6 +122,15 @@ typedef struct StockCache
 	Oid			bucket_relid;	/* InvalidOid before ALTER EXTENSION UPDATE */
 	Oid			bucket_owner;
 	SPIPlanPtr	bucket_plans[HARBOR_BUCKET_NPLANS];
+
+	/*
+	 * The row type of the holds as reserve builds its result rows, set up
+	 * on first use; hold_desc_id is the type cache's identifier of the
+	 * descriptor it was copied from, compared on every use.
+	 */
+	TupleDesc	hold_desc;
+	uint64		hold_desc_id;
+	AttrNumber	hold_attnum[HOLD_NCOLUMNS];	/* InvalidAttrNumber: absent */
 } StockCache;
 
 /* One item table: its names as they are now, and its statements. */

@@ -68,6 +68,7 @@
 #include "miscadmin.h"
 #include "storage/itemptr.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -109,8 +110,8 @@ harbor_may_update_stock(Oid relid, AttrNumber stock_attnum, Oid role, bool *miss
 									 missing) == ACLCHECK_OK;
 }
 
-bool
-harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
+static bool
+hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
 {
 	bool		missing = false;
 
@@ -124,6 +125,69 @@ harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
 	if (check_enable_rls(relid, role, true) == RLS_ENABLED)
 		return false;
 	return true;
+}
+
+/*
+ * The decisions taken during one sweep batch or reclaim.  Their candidate
+ * queries ask for every expired hold (harbor._hold_creditable in the WHERE
+ * clause), the locking loop asks again for the version it locked, and the
+ * holds of one batch have few writers: each writer's decision is taken
+ * once per batch (four syscache lookups or more) instead of once per row.
+ * A batch starts the cache and ends it; it counts only within the
+ * transaction that started it, so an error that skips the end leaves
+ * nothing behind for later transactions.
+ */
+#define CREDIT_CACHE_SIZE 16
+
+typedef struct CreditDecision
+{
+	Oid			role;
+	Oid			relid;
+	AttrNumber	stock_attnum;
+	bool		creditable;
+} CreditDecision;
+
+static CreditDecision credit_cache[CREDIT_CACHE_SIZE];
+static int	credit_ncached = 0;
+static bool credit_caching = false;
+static LocalTransactionId credit_lxid = InvalidLocalTransactionId;
+
+static void
+credit_cache_start(void)
+{
+	credit_ncached = 0;
+	credit_caching = true;
+	credit_lxid = MyProc->lxid;
+}
+
+static void
+credit_cache_end(void)
+{
+	credit_ncached = 0;
+	credit_caching = false;
+}
+
+bool
+harbor_hold_creditable(Oid role, Oid relid, AttrNumber stock_attnum)
+{
+	bool		creditable;
+
+	if (!credit_caching || credit_lxid != MyProc->lxid)
+		return hold_creditable(role, relid, stock_attnum);
+	for (int i = 0; i < credit_ncached; i++)
+		if (credit_cache[i].role == role && credit_cache[i].relid == relid &&
+			credit_cache[i].stock_attnum == stock_attnum)
+			return credit_cache[i].creditable;
+	creditable = hold_creditable(role, relid, stock_attnum);
+	if (credit_ncached < CREDIT_CACHE_SIZE)
+	{
+		credit_cache[credit_ncached].role = role;
+		credit_cache[credit_ncached].relid = relid;
+		credit_cache[credit_ncached].stock_attnum = stock_attnum;
+		credit_cache[credit_ncached].creditable = creditable;
+		credit_ncached++;
+	}
+	return creditable;
 }
 
 /* harbor._hold_creditable(created_by regrole, rel oid, stock_attnum smallint) */
@@ -278,6 +342,23 @@ locked_hold_sweepable(TupleTableSlot *slot, const HoldColumns *hc, StockModel *m
 	writer = slot_getattr(slot, hc->writer, &isnull);
 	return harbor_hold_creditable(isnull ? InvalidOid : DatumGetObjectId(writer),
 								  m->relid, t->stock_attnum);
+}
+
+/* Column col of the n rows of the current SPI result, a tid. */
+static ItemPointerData *
+result_tids(uint64 n, int col)
+{
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * Max(n, 1));
+
+	if (TupleDescAttr(SPI_tuptable->tupdesc, col - 1)->atttypid != TIDOID)
+		elog(ERROR, "unexpected result of a sweep statement");
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		tids[i] = *(ItemPointer) DatumGetPointer(harbor_stock_result(i, col, &isnull));
+	}
+	return tids;
 }
 
 static Datum
@@ -435,17 +516,15 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 	values[3] = ObjectIdGetDatum(m->relid);
 	values[4] = Int16GetDatum(t->stock_attnum);
 	values[5] = Int64GetDatum(key->id);
+	credit_cache_start();
 	n = harbor_stock_run(harbor_stock_global_plan(c, GP_SWEEP_HOLDS), values, NULL, false);
 	if (n == 0)
-		return 0;
-	*seen += n;
-	tids = palloc(sizeof(ItemPointerData) * n);
-	for (uint64 i = 0; i < n; i++)
 	{
-		bool		isnull;
-
-		tids[i] = *(ItemPointer) DatumGetPointer(harbor_stock_result(i, 1, &isnull));
+		credit_cache_end();
+		return 0;
 	}
+	*seen += n;
+	tids = result_tids(n, 1);
 	{
 		bool		isnull;
 
@@ -476,6 +555,7 @@ sweep_model(StockCache *c, StockModel *m, int limit, SweepKey *key, int64 *seen)
 		nholds++;
 	}
 	harbor_locker_close(&locker);
+	credit_cache_end();
 	if (nholds == 0)
 		return 0;
 
@@ -704,6 +784,7 @@ sweep_batch(StockCache *c, int batch_size, SweepKey *keys, int64 *seen)
 			MemoryContextSwitchTo(oldcxt);
 			edata = CopyErrorData();
 			FlushErrorState();
+			credit_cache_end();
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcxt);
 			CurrentResourceOwner = oldowner;
@@ -774,16 +855,14 @@ harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t, int64 item,
 	values[2] = Int64GetDatum(own_id);
 	values[3] = ObjectIdGetDatum(m->relid);
 	values[4] = Int16GetDatum(t->stock_attnum);
+	credit_cache_start();
 	n = harbor_stock_run(harbor_stock_global_plan(c, GP_RECLAIM_HOLDS), values, NULL, false);
 	if (n == 0)
-		return 0;
-	tids = palloc(sizeof(ItemPointerData) * n);
-	for (uint64 i = 0; i < n; i++)
 	{
-		bool		isnull;
-
-		tids[i] = *(ItemPointer) DatumGetPointer(harbor_stock_result(i, 1, &isnull));
+		credit_cache_end();
+		return 0;
 	}
+	tids = result_tids(n, 1);
 	hold_columns(c, &hc);	/* the caller inserted into the holds table */
 
 	CommandCounterIncrement();
@@ -797,6 +876,7 @@ harbor_reclaim_expired(StockCache *c, StockModel *m, StockTable *t, int64 item,
 		tids[nclose++] = locker.slot->tts_tid;
 	}
 	harbor_locker_close(&locker);
+	credit_cache_end();
 	if (nclose == 0)
 		return 0;
 	values[0] = tid_array(tids, nclose);
@@ -832,13 +912,7 @@ purge_batch(StockCache *c, int batch_size)
 	n = harbor_stock_run(harbor_stock_global_plan(c, GP_PURGE_HOLDS), values, NULL, false);
 	if (n == 0)
 		return 0;
-	tids = palloc(sizeof(ItemPointerData) * n);
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		tids[i] = *(ItemPointer) DatumGetPointer(harbor_stock_result(i, 1, &isnull));
-	}
+	tids = result_tids(n, 1);
 	holds_rel = table_open(c->holds_relid, NoLock);
 	a_status = column_of(holds_rel, "status");
 	table_close(holds_rel, NoLock);

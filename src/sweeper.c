@@ -37,6 +37,15 @@
  * search_path = pg_catalog, pg_temp set again before every batch in case
  * anything run during the previous one changed it.
  *
+ * Batch sizes.  A release batch keeps the items of the holds it releases
+ * locked until it commits, and checkouts of those items wait for it: the
+ * more holds a batch takes, the more items it locks and the longer it
+ * holds them.  So release batches are sized to finish in about
+ * SWEEP_BATCH_TARGET_MS: the size halves after a slower batch and doubles
+ * after a quick full one, between SWEEP_BATCH_MIN and
+ * harbor_orm.sweep_batch_size.  Purge batches lock no item and take
+ * harbor_orm.sweep_batch_size rows.
+ *
  * Time limits.  Every batch runs under harbor_orm.sweep_lock_timeout (a
  * lock timeout ends the database's round with one LOG line; the next round
  * tries again) and harbor_orm.sweep_statement_timeout.  The launcher waits
@@ -445,6 +454,23 @@ add_to_counters(SweepKind kind, int64 n)
 	SpinLockRelease(&shared->mutex);
 }
 
+#define SWEEP_BATCH_TARGET_MS	10
+#define SWEEP_BATCH_MIN			16
+
+/* The size of the next release batch; carried over between rounds. */
+static int	release_batch_size = 64;
+
+/* The next release batch size after one of size took elapsed_ms and released n. */
+static int
+next_release_batch_size(int size, int64 n, long elapsed_ms)
+{
+	if (elapsed_ms > SWEEP_BATCH_TARGET_MS)
+		size /= 2;
+	else if (elapsed_ms < SWEEP_BATCH_TARGET_MS / 2 && n >= size / 2)
+		size *= 2;
+	return Min(Max(size, SWEEP_BATCH_MIN), harbor_sweep_batch_size);
+}
+
 /*
  * Calls one batch function until it returns less than half a batch.  An
  * error aborts that batch's transaction only; it is recorded, and logged
@@ -470,6 +496,7 @@ run_batches(SweepKind kind)
 		{
 			int			batch_size;
 			int64		n;
+			TimestampTz started;
 
 			CHECK_FOR_INTERRUPTS();
 			worker_reload_config();
@@ -478,7 +505,10 @@ run_batches(SweepKind kind)
 				end = ROUND_STOPPED;
 				break;
 			}
-			batch_size = harbor_sweep_batch_size;
+			if (kind == SWEEP_RELEASE)
+				batch_size = Min(release_batch_size, harbor_sweep_batch_size);
+			else
+				batch_size = harbor_sweep_batch_size;
 			worker_apply_settings();
 
 			SetCurrentStatementStartTimestamp();
@@ -489,8 +519,18 @@ run_batches(SweepKind kind)
 				end = ROUND_YIELDED;
 				break;
 			}
+			started = GetCurrentTimestamp();
 			n = run_one_batch(kind, batch_size);
 			CommitTransactionCommand();
+			if (kind == SWEEP_RELEASE)
+			{
+				long		secs;
+				int			usecs;
+
+				TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
+				release_batch_size = next_release_batch_size(batch_size, n,
+															 secs * 1000 + usecs / 1000);
+			}
 			pgstat_report_stat(false);
 			pgstat_report_activity(STATE_IDLE, NULL);
 
