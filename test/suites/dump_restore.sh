@@ -13,6 +13,11 @@
 #    restored holds record the restoring role; a restore by sections with
 #    the data restored --disable-triggers (superuser) keeps the roles of the
 #    dump.  Both are checked.
+#  - stock buckets: a split item (gadget 1, four buckets) with a long hold
+#    and a hold expiring in seconds on it; after restore the buckets and the
+#    holds' buckets are equal, reserve/release work on it, the sweeper gives
+#    the expired hold back to its bucket, stock column + buckets + holds is
+#    conserved and check_stock() is empty.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/cluster.sh
@@ -50,6 +55,9 @@ SELECT format('hold %s %s %s %s %s %s %s created=%s expires=%s closed=%s', id, m
   FROM harbor.stock_reservations ORDER BY id;
 SELECT 'variant ' || id || ' ' || stock_qty FROM variants ORDER BY id;
 SELECT 'gadget ' || id || ' ' || on_hand FROM gadgets ORDER BY id;
+SELECT 'bucket ' || b::text FROM harbor.stock_buckets b ORDER BY 1;
+SELECT 'hold bucket ' || order_id || ' ' || item_id || ' ' || COALESCE(bucket::text, '-')
+  FROM harbor.stock_reservations ORDER BY id;
 SELECT 'sequence ' || last_value || ' ' || is_called FROM harbor.stock_reservations_id_seq;
 SQL
 }
@@ -94,6 +102,10 @@ SELECT harbor.reserve_stock(5, 2, 'o-soon', interval '6 seconds', 'variants');
 SELECT harbor.reserve_many('o-soon-many', '[{"item_id": 1, "qty": 1}, {"item_id": 6, "qty": 4}]', interval '6 seconds', 'variants');
 SELECT harbor.reserve_stock(2, 5, 'o-gadget', interval '6 seconds', 'gadgets');
 SELECT harbor.reserve_stock(3, 1, 'o-gadget-long', interval '1 hour', 'gadgets');
+-- a split item with a long hold and one expiring in seconds
+SELECT harbor.split_stock('gadgets', 1, 4);
+SELECT harbor.reserve_stock(1, 3, 'b-long', interval '1 hour', 'gadgets');
+SELECT harbor.reserve_stock(1, 2, 'b-soon', interval '6 seconds', 'gadgets');
 SQL
 check "the source shop is set up" "" "$(q shop -c "SELECT * FROM harbor.check_stock()")"
 check "the holds in the source record their last writer: the application role, the sweeping superuser" \
@@ -101,7 +113,7 @@ check "the holds in the source record their last writer: the application role, t
   "$(q shop -c "SELECT string_agg(DISTINCT CASE WHEN order_id = 'o-expired' THEN order_id ELSE 'others' END
                                   || ':' || created_by::text, ',') FROM harbor.stock_reservations")"
 before=$(state shop)
-check "the source has 6 active holds, 4 of them expiring in seconds" "6" \
+check "the source has 8 active holds, 5 of them expiring in seconds" "8" \
   "$(q shop -c "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'active'")"
 
 dump=$(mktemp /tmp/harbor_dump.XXXXXX)
@@ -144,6 +156,15 @@ SELECT harbor.release_reservation('o-gadget-new');
 SQL
 )
   check "$db: reserve, confirm and release work" "$(printf '2\n1\n1\n1\n1')" "$out"
+  check "$db: the split item has its four buckets and its holds' buckets" "4|2" \
+    "$(q $db -c "SELECT (SELECT count(*) FROM harbor.stock_buckets WHERE item_id = 1),
+                        (SELECT count(*) FROM harbor.stock_reservations WHERE order_id LIKE 'b-%' AND bucket IS NOT NULL)")"
+  out=$(q $db <<'SQL'
+SELECT (harbor.reserve_stock(1, 4, 'b-new', interval '1 hour', 'gadgets')).bucket IS NOT NULL;
+SELECT harbor.release_reservation('b-new');
+SQL
+)
+  check "$db: reserve and release work on the split item" "$(printf 't\n1')" "$out"
   listen=$(q $db -c "LISTEN harbor_changes" -c "UPDATE products SET name = 'Big mug' WHERE id = 1" -c "SELECT 1")
   check "$db: the restored notify trigger fires" "1" "$(grep -c 'harbor_changes' <<<"$listen")"
 done
@@ -159,12 +180,18 @@ for db in restored restored_keep; do
        FROM harbor.stock_reservations WHERE order_id LIKE 'o-soon%' OR order_id = 'o-gadget'" \
     "o-soon:5:expired,o-soon-many:1:expired,o-soon-many:6:expired,o-gadget:2:expired"
   check "$db: the stock is back and the long hold kept" \
-    "1=10,2=9,3=10,4=8,5=10,6=10|1=20,2=20,3=19" \
+    "1=10,2=9,3=10,4=8,5=10,6=10|1=0,2=20,3=19" \
     "$(q $db -c "SELECT (SELECT string_agg(id || '=' || stock_qty, ',' ORDER BY id) FROM variants),
                         (SELECT string_agg(id || '=' || on_hand, ',' ORDER BY id) FROM gadgets)")"
+  wait_for "$db: the sweeper expires the hold on the split item" 30 $db \
+    "SELECT status FROM harbor.stock_reservations WHERE order_id = 'b-soon'" "expired"
+  check "$db: the split item's stock is back in its buckets, the long hold kept" "0|17|3" \
+    "$(q $db -c "SELECT (SELECT on_hand FROM gadgets WHERE id = 1),
+                        (SELECT sum(stock) FROM harbor.stock_buckets WHERE item_id = 1 AND model = 'gadgets'),
+                        (SELECT sum(qty) FROM harbor.stock_reservations WHERE model = 'gadgets' AND item_id = 1 AND status = 'active')")"
   check "$db: check_stock() is empty after the sweeps" "" "$(q $db -c "SELECT * FROM harbor.check_stock()")"
 done
-check "the source database was not swept (not served)" "6" \
+check "the source database was not swept (not served)" "8" \
   "$(q shop -c "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'active'")"
 
 echo "1..$tests"
