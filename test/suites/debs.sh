@@ -68,10 +68,11 @@ ancestor_holds_lock() {
 if ancestor_holds_lock; then
   echo "# the install lock is held by the test runner"
 else
-  exec 8>"$lock"
-  if ! flock -n 8; then
+  # fd 9, as scripts/prepare.sh: in_cluster closes it for the servers
+  exec 9>"$lock"
+  if ! flock -n 9; then
     echo "# waiting for the install lock"
-    flock 8
+    flock 9
   fi
 fi
 
@@ -259,6 +260,10 @@ check "harbor: unknown item exits 5" "5" "$(line 'tool exit on missing item')"
 check "the program on libharbor.so.0 reserves" "lib-order 3 active" "$(line lib)"
 check "the ledger" "cli-order:2:confirmed lib-order:3:active" "$(line ledger)"
 check "check_stock() empty" "0" "$(line check_stock)"
+
+# debian/tests/installcheck, the autopkgtest, against the installed packages.
+if sh debian/tests/installcheck >"$work/autopkgtest.log" 2>&1 9>&-; then ok "debian/tests/installcheck (autopkgtest)"
+else not_ok "debian/tests/installcheck (autopkgtest)"; tail -20 "$work/autopkgtest.log" | sed 's/^/#   /'; fi
 
 # The pgTAP suite against the installed files.
 if bash test/lib/pgtap.sh >"$work/pgtap.log" 2>&1; then

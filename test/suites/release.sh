@@ -11,7 +11,10 @@
 #    META.json at its top, valid, naming files that are in the zip, the
 #    files PGXN's client builds from (Makefile, control file, every install
 #    and upgrade script of the tree, sources, README), no build output;
-#  - the unpacked zip builds with PGXS (`make`, no install).
+#  - the unpacked zip builds with PGXS (`make`, no install);
+#  - src/compat.h stops a build for a major below or above the supported
+#    ones (checked with the preprocessor), and META's PostgreSQL prereq
+#    and debian/pgversions name the same lowest major.
 # Installs nothing; needs no cluster.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,6 +42,28 @@ check "META.json is valid PGXN metadata, its files exist, versions = default_ver
 version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" harbor_orm.control)
 check "debian/changelog's version is default_version" "$version" "$(dpkg-parsechangelog -S Version 2>&1)"
 check "CHANGELOG.md has a section for $version" "1" "$(grep -c "^## $version\b" CHANGELOG.md)"
+
+# --- supported majors ----------------------------------------------------------
+# src/compat.h stops the build outside the majors it was checked against;
+# META's PostgreSQL prereq and debian/pgversions start at the same major.
+range=$(sed -n 's/^#if PG_VERSION_NUM < \([0-9]*\)0000 || PG_VERSION_NUM >= \([0-9]*\)0000$/\1 \2/p' src/compat.h)
+min=${range% *}
+end=${range#* }
+if [ -n "$range" ]; then ok "src/compat.h names the supported majors: $min to $((end - 1))"
+else not_ok "src/compat.h names the supported majors"; fi
+cc_compat() {  # cc_compat PG_VERSION_NUM: does a file including compat.h compile?
+  printf '#include "postgres.h"\n#undef PG_VERSION_NUM\n#define PG_VERSION_NUM %s\n#include "compat.h"\n' "$1" \
+    | gcc -fsyntax-only -I src -I "$("$pg_config" --includedir-server)" -x c - 2>&1
+}
+for v in $((min - 1)) $end; do
+  out=$(cc_compat "${v}0000")
+  check "compat.h stops a build for PostgreSQL $v" "yes" \
+    "$(grep -q '#error "harbor_orm supports PostgreSQL' <<<"$out" && echo yes || echo "no: $out")"
+done
+check "compat.h lets PostgreSQL 15 build" "" "$(cc_compat 150000)"
+check "META's PostgreSQL prereq is the lowest supported major" "$min.0.0" \
+  "$("$py" -c 'import json; print(json.load(open("META.json"))["prereqs"]["runtime"]["requires"]["PostgreSQL"])')"
+check "debian/pgversions starts at the lowest supported major" "$min+" "$(grep -v '^#' debian/pgversions)"
 
 # --- make dist ----------------------------------------------------------------
 if ! git rev-parse --verify -q HEAD >/dev/null 2>&1; then
