@@ -44,7 +44,6 @@ if [ "${1:-}" = --packaging ]; then
     libpq-dev
     pkg-config
     lintian
-    unzip
   )
 fi
 
