@@ -27,21 +27,10 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 src=$(pwd)
 . test/lib/cluster.sh
-
-tests=0
-failures=0
-ok() { tests=$((tests + 1)); echo "ok $tests - $1"; }
-not_ok() { tests=$((tests + 1)); failures=$((failures + 1)); echo "not ok $tests - $1"; }
-check() {  # check NAME EXPECTED ACTUAL
-  if [ "$2" = "$3" ]; then ok "$1"
-  else not_ok "$1"; printf '#   expected: %s\n#   got:      %s\n' "$2" "$3"; fi
-}
-finish() {
-  echo "1..$tests"
-  [ -n "${suite_start:-}" ] && echo "# $(( $(date +%s) - suite_start ))s once the lock was held"
-  echo "# debs: $((tests - failures)) passed, $failures failed"
-  [ "$failures" -eq 0 ]
-}
+. test/lib/tap.sh
+# expect NAME EXPECTED ACTUAL: check with the expected value first, which
+# reads better for the long values here.
+expect() { check "$1" "$3" "$2"; }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "the debs suite installs packages into the system: run it as root"
@@ -128,9 +117,8 @@ else
   not_ok "dpkg-buildpackage -us -uc -b"
   tail -40 "$work/build.log" | sed 's/^/#   /'
   finish
-  exit 1
 fi
-check "the build left the repository as it was" "$status_before" "$(git status --porcelain --ignored 2>/dev/null)"
+expect "the build left the repository as it was" "$status_before" "$(git status --porcelain --ignored 2>/dev/null)"
 
 changes="$work/harbor-orm_${version}_$arch.changes"
 debs=()
@@ -143,8 +131,8 @@ done
 lintian_out=$(lintian --info --display-info "$changes" 2>&1 | grep -v '^running with root privileges')
 lintian_tags=$(printf '%s\n' "$lintian_out" | grep -E '^[EWIPX]: ' || true)
 [ -n "$lintian_tags" ] && printf '%s\n' "$lintian_tags" | sed 's/^/#   lintian: /'
-check "lintian: no error" "" "$(printf '%s\n' "$lintian_tags" | grep '^E: ' || true)"
-check "lintian: no warning" "" "$(printf '%s\n' "$lintian_tags" | grep '^W: ' || true)"
+expect "lintian: no error" "" "$(printf '%s\n' "$lintian_tags" | grep '^E: ' || true)"
+expect "lintian: no warning" "" "$(printf '%s\n' "$lintian_tags" | grep '^W: ' || true)"
 
 # --- contents -----------------------------------------------------------------
 contents() { dpkg-deb -c "$1" | awk '{ print $6 }' | sed 's|^\./|/|'; }
@@ -156,7 +144,7 @@ want_ext=("$pkglibdir/harbor_orm.so" "$extdir/harbor_orm.control"
 for f in sql/harbor_orm--*.sql; do want_ext+=("$extdir/$(basename "$f")"); done
 missing=()
 for f in "${want_ext[@]}"; do grep -qxF "$f" <<<"$ext_files" || missing+=("$f"); done
-check "postgresql-15-harbor-orm ships the library, control file, every script, docs" "" "${missing[*]}"
+expect "postgresql-15-harbor-orm ships the library, control file, every script, docs" "" "${missing[*]}"
 want_lib=(/usr/bin/harbor /usr/include/harbor.h "/usr/lib/$multiarch/libharbor.so.0"
           "/usr/lib/$multiarch/libharbor.so" "/usr/lib/$multiarch/libharbor.a"
           "/usr/lib/$multiarch/pkgconfig/harbor.pc" /usr/share/man/man1/harbor.1.gz
@@ -165,9 +153,9 @@ missing=()
 for f in "${want_lib[@]}"; do
   grep -qE "^$f( -> .*)?\$" <<<"$lib_files" || grep -qxF "$f" <<<"$lib_files" || missing+=("$f")
 done
-check "libharbor ships the library, header, pkg-config file, tool, manual page" "" "${missing[*]}"
-check "nothing under /usr/local in the packages" "" "$(printf '%s\n%s\n' "$ext_files" "$lib_files" | grep '^/usr/local' || true)"
-check "the extension package depends on postgresql-15" "1" \
+expect "libharbor ships the library, header, pkg-config file, tool, manual page" "" "${missing[*]}"
+expect "nothing under /usr/local in the packages" "" "$(printf '%s\n%s\n' "$ext_files" "$lib_files" | grep '^/usr/local' || true)"
+expect "the extension package depends on postgresql-15" "1" \
   "$(dpkg-deb -f "${debs[0]}" Depends | tr ',' '\n' | grep -c '^ *postgresql-15$')"
 
 # --- install ------------------------------------------------------------------
@@ -181,10 +169,10 @@ rm -f /usr/local/bin/harbor /usr/local/include/harbor.h /usr/local/lib/libharbor
       /usr/local/lib/pkgconfig/harbor.pc
 ldconfig
 if dpkg -i "${debs[@]}" >"$work/dpkg.log" 2>&1; then ok "dpkg -i"; else
-  not_ok "dpkg -i"; sed 's/^/#   /' "$work/dpkg.log"; finish; exit 1; fi
-check "dpkg owns harbor_orm.so" "postgresql-15-harbor-orm: $pkglibdir/harbor_orm.so" \
+  not_ok "dpkg -i"; sed 's/^/#   /' "$work/dpkg.log"; finish; fi
+expect "dpkg owns harbor_orm.so" "postgresql-15-harbor-orm: $pkglibdir/harbor_orm.so" \
   "$(dpkg -S "$pkglibdir/harbor_orm.so" 2>&1)"
-check "dpkg --verify: installed files intact" "" "$(dpkg --verify "${packages[@]}" 2>&1)"
+expect "dpkg --verify: installed files intact" "" "$(dpkg --verify "${packages[@]}" 2>&1)"
 
 # CREATE EXTENSION, the update path, the preloaded library and the tools,
 # against the installed files only.
@@ -212,8 +200,8 @@ int main(void)
 	return 0;
 }
 C
-check "harbor on PATH is the packaged tool" /usr/bin/harbor "$(command -v harbor)"
-check "pkg-config finds the packaged harbor.pc" "/usr/lib/$multiarch/pkgconfig/harbor.pc" \
+expect "harbor on PATH is the packaged tool" /usr/bin/harbor "$(command -v harbor)"
+expect "pkg-config finds the packaged harbor.pc" "/usr/lib/$multiarch/pkgconfig/harbor.pc" \
   "$(pkg-config --path harbor 2>&1)"
 if pcflags=$(pkg-config --cflags --libs harbor 2>&1) \
    && cc -o "$work/use_lib" "$work/use_lib.c" $pcflags >"$work/cc.log" 2>&1; then
@@ -222,11 +210,11 @@ else
   not_ok "a program builds with the packaged harbor.pc"; sed 's/^/#   /' "$work/cc.log"
 fi
 # (/lib is /usr/lib on Debian 12: compare the files the paths lead to)
-check "it links the packaged libharbor.so.0" "$(readlink -f "/usr/lib/$multiarch/libharbor.so.0")" \
+expect "it links the packaged libharbor.so.0" "$(readlink -f "/usr/lib/$multiarch/libharbor.so.0")" \
   "$(readlink -f "$(ldd "$work/use_lib" 2>/dev/null | awk '$1 == "libharbor.so.0" { print $3 }')")"
 
 default_version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$extdir/harbor_orm.control")
-check "installed control file: default_version is the tree's" \
+expect "installed control file: default_version is the tree's" \
   "$(sed -n "s/^default_version = '\(.*\)'/\1/p" harbor_orm.control)" "$default_version"
 
 out=$(in_cluster -o harbor_orm.sweep_interval=1s -- env W="$work" V="$default_version" bash -s <<'INNER' 2>&1
@@ -252,14 +240,14 @@ INNER
 )
 printf '%s\n' "$out" | sed 's/^/#   /'
 line() { printf '%s\n' "$out" | sed -n "s/^$1: //p"; }
-check "the cluster preloads the packaged library" "harbor_orm" "$(line library)"
-check "CREATE EXTENSION harbor_orm from the packaged files" "$default_version" "$(line create)"
-check "CREATE EXTENSION VERSION '0.1.0' + ALTER EXTENSION UPDATE from the packaged files" "$default_version" "$(line update)"
-check "harbor reserve, confirm, get" '0 0 {"id":1,"name":"mug","stock_qty":3}' "$(line tool)"
-check "harbor: unknown item exits 5" "5" "$(line 'tool exit on missing item')"
-check "the program on libharbor.so.0 reserves" "lib-order 3 active" "$(line lib)"
-check "the ledger" "cli-order:2:confirmed lib-order:3:active" "$(line ledger)"
-check "check_stock() empty" "0" "$(line check_stock)"
+expect "the cluster preloads the packaged library" "harbor_orm" "$(line library)"
+expect "CREATE EXTENSION harbor_orm from the packaged files" "$default_version" "$(line create)"
+expect "CREATE EXTENSION VERSION '0.1.0' + ALTER EXTENSION UPDATE from the packaged files" "$default_version" "$(line update)"
+expect "harbor reserve, confirm, get" '0 0 {"id":1,"name":"mug","stock_qty":3}' "$(line tool)"
+expect "harbor: unknown item exits 5" "5" "$(line 'tool exit on missing item')"
+expect "the program on libharbor.so.0 reserves" "lib-order 3 active" "$(line lib)"
+expect "the ledger" "cli-order:2:confirmed lib-order:3:active" "$(line ledger)"
+expect "check_stock() empty" "0" "$(line check_stock)"
 
 # debian/tests/installcheck, the autopkgtest, against the installed packages.
 if sh debian/tests/installcheck >"$work/autopkgtest.log" 2>&1 9>&-; then ok "debian/tests/installcheck (autopkgtest)"
@@ -281,7 +269,7 @@ gone=()
 for f in "$pkglibdir/harbor_orm.so" "$extdir/harbor_orm.control" /usr/bin/harbor "/usr/lib/$multiarch/libharbor.so.0"; do
   [ -e "$f" ] && gone+=("$f")
 done
-check "the packages' files are gone" "" "${gone[*]}"
+expect "the packages' files are gone" "" "${gone[*]}"
 if scripts/build_install.sh >"$work/make.log" 2>&1; then ok "the working tree's build installs again"
 else not_ok "the working tree's build installs again"; tail -20 "$work/make.log" | sed 's/^/#   /'; fi
 missing=()
@@ -290,11 +278,12 @@ for f in "$pkglibdir/harbor_orm.so" "$extdir/harbor_orm.control" sql/harbor_orm-
   case "$f" in sql/*) f="$extdir/$(basename "$f")" ;; esac
   [ -e "$f" ] || missing+=("$f")
 done
-check "its files are in place" "" "${missing[*]}"
-check "no package owns harbor_orm.so now" "1" "$(dpkg -S "$pkglibdir/harbor_orm.so" >/dev/null 2>&1; echo $?)"
-check "CREATE EXTENSION with the working tree's build" "$default_version" \
+expect "its files are in place" "" "${missing[*]}"
+expect "no package owns harbor_orm.so now" "1" "$(dpkg -S "$pkglibdir/harbor_orm.so" >/dev/null 2>&1; echo $?)"
+expect "CREATE EXTENSION with the working tree's build" "$default_version" \
   "$(in_cluster -- psql -X -qAt -d postgres -c "CREATE EXTENSION harbor_orm" \
        -c "SELECT extversion FROM pg_extension WHERE extname = 'harbor_orm'" 2>&1 \
      | grep -vE '^(Creating new PostgreSQL cluster|Dropping cluster)')"
 
+[ -n "${suite_start:-}" ] && echo "# $(( $(date +%s) - suite_start ))s once the lock was held"
 finish

@@ -18,15 +18,10 @@
 # Installs nothing; needs no cluster.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. test/lib/tap.sh
+# expect NAME EXPECTED ACTUAL: check with the expected value first.
+expect() { check "$1" "$3" "$2"; }
 
-tests=0
-failures=0
-ok() { tests=$((tests + 1)); echo "ok $tests - $1"; }
-not_ok() { tests=$((tests + 1)); failures=$((failures + 1)); echo "not ok $tests - $1"; }
-check() {  # check NAME EXPECTED ACTUAL
-  if [ "$2" = "$3" ]; then ok "$1"
-  else not_ok "$1"; printf '#   expected: %s\n#   got:      %s\n' "$2" "$3"; fi
-}
 py=/usr/bin/python3
 pg_config=/usr/lib/postgresql/15/bin/pg_config
 work=$(mktemp -d /tmp/harbor_release.XXXXXX)
@@ -34,14 +29,14 @@ trap 'rm -rf "$work"' EXIT
 
 # --- META.json ----------------------------------------------------------------
 out=$("$py" test/lib/pgxn_meta.py --selftest META.json 2>&1)
-check "the validator refuses broken METAs and accepts this one" "" "$(grep -v '^selftest:' <<<"$out")"
+expect "the validator refuses broken METAs and accepts this one" "" "$(grep -v '^selftest:' <<<"$out")"
 echo "# $(grep '^selftest:' <<<"$out")"
-check "META.json is valid PGXN metadata, its files exist, versions = default_version" "" \
+expect "META.json is valid PGXN metadata, its files exist, versions = default_version" "" \
   "$("$py" test/lib/pgxn_meta.py META.json --root . --control harbor_orm.control 2>&1)"
 
 version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" harbor_orm.control)
-check "debian/changelog's version is default_version" "$version" "$(dpkg-parsechangelog -S Version 2>&1)"
-check "CHANGELOG.md has a section for $version" "1" "$(grep -c "^## $version\b" CHANGELOG.md)"
+expect "debian/changelog's version is default_version" "$version" "$(dpkg-parsechangelog -S Version 2>&1)"
+expect "CHANGELOG.md has a section for $version" "1" "$(grep -c "^## $version\b" CHANGELOG.md)"
 
 # --- supported majors ----------------------------------------------------------
 # src/compat.h stops the build outside the majors it was checked against;
@@ -57,13 +52,13 @@ cc_compat() {  # cc_compat PG_VERSION_NUM: does a file including compat.h compil
 }
 for v in $((min - 1)) $end; do
   out=$(cc_compat "${v}0000")
-  check "compat.h stops a build for PostgreSQL $v" "yes" \
+  expect "compat.h stops a build for PostgreSQL $v" "yes" \
     "$(grep -q '#error "harbor_orm supports PostgreSQL' <<<"$out" && echo yes || echo "no: $out")"
 done
-check "compat.h lets PostgreSQL 15 build" "" "$(cc_compat 150000)"
-check "META's PostgreSQL prereq is the lowest supported major" "$min.0.0" \
+expect "compat.h lets PostgreSQL 15 build" "" "$(cc_compat 150000)"
+expect "META's PostgreSQL prereq is the lowest supported major" "$min.0.0" \
   "$("$py" -c 'import json; print(json.load(open("META.json"))["prereqs"]["runtime"]["requires"]["PostgreSQL"])')"
-check "debian/pgversions starts at the lowest supported major" "$min+" "$(grep -v '^#' debian/pgversions)"
+expect "debian/pgversions starts at the lowest supported major" "$min+" "$(grep -v '^#' debian/pgversions)"
 
 # --- make dist ----------------------------------------------------------------
 if ! git rev-parse --verify -q HEAD >/dev/null 2>&1; then
@@ -76,22 +71,22 @@ else
   else
     not_ok "make dist"; sed 's/^/#   /' "$work/dist.log"
   fi
-  check "make dist wrote nothing into the repository" "" \
+  expect "make dist wrote nothing into the repository" "" \
     "$(git status --porcelain --ignored -- 'harbor_orm-*.zip' 2>/dev/null)"
   names=$("$py" -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$zip" 2>&1)
-  check "every entry is under harbor_orm-$version/" "" "$(grep -v "^harbor_orm-$version/" <<<"$names")"
+  expect "every entry is under harbor_orm-$version/" "" "$(grep -v "^harbor_orm-$version/" <<<"$names")"
   want=(META.json Makefile harbor_orm.control README.md CHANGELOG.md)
   for f in $(git ls-tree -r --name-only HEAD -- sql/ src/); do
     case "$f" in sql/harbor_orm--*.sql|src/*.c|src/*.h) want+=("$f") ;; esac
   done
   missing=()
   for f in "${want[@]}"; do grep -qxF "harbor_orm-$version/$f" <<<"$names" || missing+=("$f"); done
-  check "the zip has META.json at its top and the files PGXN builds from (${#want[@]})" "" "${missing[*]}"
-  check "no build output in the zip" "" \
+  expect "the zip has META.json at its top and the files PGXN builds from (${#want[@]})" "" "${missing[*]}"
+  expect "no build output in the zip" "" \
     "$(grep -E '\.(o|so|bc|a|zip|deb)$|^[^/]*/(results|tmp_check|output_iso)/' <<<"$names" || true)"
   "$py" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$zip" "$work/unpacked"
   top="$work/unpacked/harbor_orm-$version"
-  check "the zip's META.json is valid, names files in the zip, matches its control file" "" \
+  expect "the zip's META.json is valid, names files in the zip, matches its control file" "" \
     "$("$py" test/lib/pgxn_meta.py "$top/META.json" --zip "$zip" --control "$top/harbor_orm.control" 2>&1)"
   start=$(date +%s)
   if make -s -C "$top" -j"$(nproc)" PG_CONFIG="$pg_config" >"$work/build.log" 2>&1 && [ -f "$top/harbor_orm.so" ]; then
@@ -101,6 +96,4 @@ else
   fi
 fi
 
-echo "1..$tests"
-echo "# release: $((tests - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+finish
