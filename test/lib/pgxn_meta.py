@@ -131,30 +131,31 @@ class Checker:
             self.err(path, "needs one of: %s" % " or ".join("+".join(g) for g in any_of))
         return True
 
+    def unique_list(self, path, v, each):
+        """A non-empty list without duplicates; each(path[i], item) checks items."""
+        if not v:
+            self.err(path, "an empty list")
+        if len(set(map(json.dumps, v))) != len(v):
+            self.err(path, "duplicate entries")
+        for i, item in enumerate(v):
+            each("%s[%d]" % (path, i), item)
+
+    def license_shortcut(self, path, v):
+        if v not in LICENSES:
+            self.err(path, "unknown license shortcut %r" % (v,))
+
     # --- fields -------------------------------------------------------------
     def maintainer(self, v):
         if isinstance(v, list):
-            if not v:
-                self.err("maintainer", "an empty list")
-            if len(set(map(json.dumps, v))) != len(v):
-                self.err("maintainer", "duplicate entries")
-            for i, m in enumerate(v):
-                self.string("maintainer[%d]" % i, m)
+            self.unique_list("maintainer", v, self.string)
         else:
             self.string("maintainer", v)
 
     def license(self, v):
         if isinstance(v, str):
-            if v not in LICENSES:
-                self.err("license", "unknown license shortcut %r" % v)
+            self.license_shortcut("license", v)
         elif isinstance(v, list):
-            if not v:
-                self.err("license", "an empty list")
-            if len(set(map(json.dumps, v))) != len(v):
-                self.err("license", "duplicate entries")
-            for i, l in enumerate(v):
-                if l not in LICENSES:
-                    self.err("license[%d]" % i, "unknown license shortcut %r" % (l,))
+            self.unique_list("license", v, self.license_shortcut)
         elif isinstance(v, dict):
             if not v:
                 self.err("license", "an empty object")
@@ -283,14 +284,10 @@ class Checker:
         if "resources" in meta:
             self.resources(meta["resources"])
         if "tags" in meta:
-            t = meta["tags"]
-            if not isinstance(t, list) or not t:
-                self.err("tags", "must be a non-empty list")
+            if isinstance(meta["tags"], list):
+                self.unique_list("tags", meta["tags"], self.tag)
             else:
-                if len(set(map(json.dumps, t))) != len(t):
-                    self.err("tags", "duplicate tags")
-                for i, tag in enumerate(t):
-                    self.tag("tags[%d]" % i, tag)
+                self.err("tags", "must be a list")
         if "no_index" in meta:
             self.no_index(meta["no_index"])
 
@@ -364,6 +361,10 @@ def selftest(meta):
         ("resources.repository", lambda m: m.update(resources={"repository": {"url": "https://example.org/x.git"}})),
         ("meta-spec.version", lambda m: m.update({"meta-spec": {"version": "2.0.0"}})),
         ("tags[0]", lambda m: m.update(tags=["a/b"])),
+        ("tags", lambda m: m.update(tags=["orm", "orm"])),
+        ("license", lambda m: m.update(license=[])),
+        ("license[1]", lambda m: m.update(license=["postgresql", "bsd3"])),
+        ("maintainer", lambda m: m.update(maintainer=["a <a@example.org>", "a <a@example.org>"])),
     ]
     failures = 0
     errs = validate(meta)
