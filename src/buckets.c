@@ -400,6 +400,23 @@ sub_end(SubXact *s, bool commit)
 	CurrentResourceOwner = s->owner;
 }
 
+/*
+ * In PG_CATCH: roll the subtransaction back and raise the error again, as
+ * a caller that runs subtransactions of its own (an exception block)
+ * expects to find only its own open.
+ */
+pg_attribute_noreturn() static void
+sub_fail(SubXact *s)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(s->cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	sub_end(s, false);
+	ReThrowError(edata);
+}
+
 /* ---------------------------------------------------------------------
  * The stock cache
  * ---------------------------------------------------------------------
@@ -573,13 +590,7 @@ probe(StockCache *c, ItemPointer tid, AttrNumber stock_att, int64 need)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(sx.cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		sub_end(&sx, false);
-		ReThrowError(edata);
+		sub_fail(&sx);
 	}
 	PG_END_TRY();
 	/* commit when taken or when nothing was locked; let a short one go */
@@ -605,13 +616,7 @@ wait_take(StockCache *c, Datum *args)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(sx.cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		sub_end(&sx, false);
-		ReThrowError(edata);
+		sub_fail(&sx);
 	}
 	PG_END_TRY();
 	sub_end(&sx, n == 1);
