@@ -449,6 +449,21 @@ harbor_buckets_cache_build(StockCache *c)
 	}
 }
 
+char *
+harbor_bucket_sql(const char *sql)
+{
+	const char *at = strstr(sql, "{bucket}");
+	Oid			holds;
+	const char *col;
+
+	if (at == NULL)
+		return pstrdup(sql);
+	holds = get_relname_relid("stock_reservations", get_namespace_oid(HARBOR_SCHEMA, false));
+	col = OidIsValid(holds) && get_attnum(holds, "bucket") != InvalidAttrNumber ?
+		"r.bucket" : "NULL::pg_catalog.int4";
+	return psprintf("%.*s%s%s", (int) (at - sql), sql, col, at + strlen("{bucket}"));
+}
+
 /* split/merge changed which items are split: every backend reads it again */
 static void
 buckets_changed(StockCache *c)

@@ -27,6 +27,13 @@ typedef enum BucketReserve
 	BUCKET_SHORT				/* the whole item is short; *available says how much */
 } BucketReserve;
 
+/*
+ * sql with {bucket} replaced by r.bucket, or by a null integer while
+ * harbor.stock_reservations has no bucket column (the 0.1.0 schema, between
+ * installing this library and ALTER EXTENSION UPDATE).
+ */
+extern char *harbor_bucket_sql(const char *sql);
+
 /* Shared memory for the path counters; only while preloading. */
 extern void harbor_buckets_init(void);
 

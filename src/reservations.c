@@ -150,7 +150,7 @@ static const PlanDef model_plan_defs[MP_NPLANS] =
 		")\n"
 		"UPDATE harbor.stock_reservations AS r\n"
 		"   SET qty = $3, expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) $5\n"
-		" WHERE r.id OPERATOR(pg_catalog.=) $4 RETURNING r.id, r.created_at, r.expires_at, r.bucket",
+		" WHERE r.id OPERATOR(pg_catalog.=) $4 RETURNING r.id, r.created_at, r.expires_at, {bucket}",
 		5, {INT8OID, INT4OID, INT4OID, INT8OID, INTERVALOID}
 	},
 	[MP_SWEEP_ITEMS] = {
@@ -275,7 +275,7 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		"                 WHERE x.order_id OPERATOR(pg_catalog.=) $1 AND x.model OPERATOR(pg_catalog.=) $2\n"
 		"                   AND x.item_id OPERATOR(pg_catalog.=) $3\n"
 		"                   AND x.status OPERATOR(pg_catalog.=) 'active' FOR UPDATE))\n"
-		"RETURNING r.qty, r.bucket",
+		"RETURNING r.qty, {bucket}",
 		3, {TEXTOID, TEXTOID, INT8OID}
 	},
 	[GP_RECLAIM_HOLDS] = {
@@ -309,7 +309,7 @@ static const PlanDef global_plan_defs[GP_NPLANS] =
 		"   SET status = 'expired', closed_at = pg_catalog.now()\n"
 		" WHERE r.ctid OPERATOR(pg_catalog.=) ANY ($1)\n"
 		"   AND r.status OPERATOR(pg_catalog.=) 'active'\n"
-		"RETURNING r.item_id, r.qty, r.bucket",
+		"RETURNING r.item_id, r.qty, {bucket}",
 		1, {TIDARRAYOID}
 	},
 	[GP_PURGE_HOLDS] = {
@@ -450,6 +450,8 @@ harbor_stock_table(StockModel *m)
 	qrel = harbor_quoted_relname(m->relid);
 	nspid = get_namespace_oid(HARBOR_SCHEMA, false);
 	harbor_cache_depend(e, get_relname_relid("stock_model", nspid));
+	/* its statements name the holds' bucket column when there is one */
+	harbor_cache_depend(e, get_relname_relid("stock_reservations", nspid));
 
 	t = MemoryContextAllocZero(e->cxt, sizeof(StockTable));
 	t->entry = e;
@@ -466,7 +468,10 @@ harbor_stock_table(StockModel *m)
 	return t;
 }
 
-/* {rel}, {pk}, {stock}, {relid} and {stock_attnum} replaced by the table's */
+/*
+ * {rel}, {pk}, {stock}, {relid} and {stock_attnum} replaced by the table's;
+ * {bucket} by the holds' bucket column (harbor_bucket_sql)
+ */
 static char *
 model_sql(StockTable *t, const char *tmpl)
 {
@@ -504,7 +509,7 @@ model_sql(StockTable *t, const char *tmpl)
 		else
 			appendStringInfoChar(&buf, *p++);
 	}
-	return buf.data;
+	return harbor_bucket_sql(buf.data);
 }
 
 /*
@@ -527,7 +532,7 @@ SPIPlanPtr
 harbor_stock_global_plan(StockCache *c, GlobalPlan which)
 {
 	if (c->plans[which] == NULL)
-		c->plans[which] = harbor_cache_prepare(c->entry, global_plan_defs[which].sql,
+		c->plans[which] = harbor_cache_prepare(c->entry, harbor_bucket_sql(global_plan_defs[which].sql),
 											   global_plan_defs[which].nargs,
 											   (Oid *) global_plan_defs[which].argtypes,
 											   CURSOR_OPT_GENERIC_PLAN);
