@@ -36,11 +36,12 @@ if [ "${1:-}" != "--inside" ]; then
 fi
 
 holds=$2
+. bench/lib/common.sh      # latency_stats
 export PGDATABASE=bench
 results=bench/results
 items=10000
 clients=32
-duration=10
+duration=${BENCH_SECONDS:-10}
 
 q() { psql -X -A -t -q -v ON_ERROR_STOP=1 -c "$1"; }
 server_log() { cat "$(dirname "$PG_CLUSTER_CONF_ROOT")"/log/*.log; }
@@ -186,22 +187,10 @@ SELECT harbor.reserve_stock(:item, 1, 'pgb-' || :client_id || '-' || :o, '15 min
 EOF
 rm -f "$results"/pgbench_log.* "$results"/nosweep* "$results"/sweep*
 
-# latency_stats FILES... [FROM TO]: avg p95 p99 (ms) count of the
-# transactions that ended between FROM and TO (epoch seconds).
-latency_stats() {
-  local from=$1 to=$2
-  shift 2
-  cat "$@" | awk -v from="$from" -v to="$to" '{ t = $5 + $6 / 1e6; if (t >= from && t <= to) print $3 / 1000 }' |
-    sort -n | awk '{ v[NR] = $1; s += $1 } END {
-      if (NR == 0) { print "n/a n/a n/a 0"; exit }
-      i95 = int(NR * 0.95); if (i95 < 1) i95 = 1; i99 = int(NR * 0.99); if (i99 < 1) i99 = 1;
-      printf "%.2f %.2f %.2f %d\n", s / NR, v[i95], v[i99], NR }'
-}
-
 reset
 pgbench -n -M prepared -c "$clients" -j 2 -T "$duration" -f "$results/reserve.pgbench" \
   -l --log-prefix="$results/nosweep" > "$results/nosweep.out" 2>&1
-read -r n_avg n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosweep.[0-9]*)"
+read -r n_avg n_p50 n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosweep.[0-9]*)"
 n_tps=$(sed -n '/^tps = /{s/^tps = \([0-9.]*\).*/\1/p;q}' "$results/nosweep.out")
 
 reset
@@ -225,14 +214,15 @@ q "SELECT pg_reload_conf()" >/dev/null
 sweep_ms=$(awk -v a="$sweep_from" -v b="$sweep_to" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
 released=$(q "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'expired'")
 wait "$bench_pid" || { echo "pgbench failed:"; cat "$results/sweep.out"; exit 1; }
-read -r s_avg s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.[0-9]*)"
+read -r s_avg s_p50 s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.[0-9]*)"
 s_tps=$(sed -n '/^tps = /{s/^tps = \([0-9.]*\).*/\1/p;q}' "$results/sweep.out")
 
-printf '%-40s %9s %9s %9s %9s %9s\n' "" "avg ms" "p95 ms" "p99 ms" "txns" "tps"
-printf '%-40s %9s %9s %9s %9s %9s\n' "no sweep" "$n_avg" "$n_p95" "$n_p99" "$n_cnt" "$n_tps"
-printf '%-40s %9s %9s %9s %9s %9s\n' "during the worker's sweep ($sweep_ms ms)" "$s_avg" "$s_p95" "$s_p99" "$s_cnt" "(whole run $s_tps)"
-printf '%-40s %9s %9s %9s\n' "ratio (during / without)" \
+printf '%-40s %9s %9s %9s %9s %9s %9s\n' "" "avg ms" "p50 ms" "p95 ms" "p99 ms" "txns" "tps"
+printf '%-40s %9s %9s %9s %9s %9s %9s\n' "no sweep" "$n_avg" "$n_p50" "$n_p95" "$n_p99" "$n_cnt" "$n_tps"
+printf '%-40s %9s %9s %9s %9s %9s %9s\n' "during the worker's sweep ($sweep_ms ms)" "$s_avg" "$s_p50" "$s_p95" "$s_p99" "$s_cnt" "(whole run $s_tps)"
+printf '%-40s %9s %9s %9s %9s\n' "ratio (during / without)" \
   "$(awk -v a="$s_avg" -v b="$n_avg" 'BEGIN { printf "%.2fx", a / b }')" \
+  "$(awk -v a="$s_p50" -v b="$n_p50" 'BEGIN { printf "%.2fx", a / b }')" \
   "$(awk -v a="$s_p95" -v b="$n_p95" 'BEGIN { printf "%.2fx", a / b }')" \
   "$(awk -v a="$s_p99" -v b="$n_p99" 'BEGIN { printf "%.2fx", a / b }')"
 echo "(sweep window $sweep_from - $sweep_to, pgbench run $(awk '{ t = $5 + $6 / 1e6; if (!a || t < a) a = t; if (t > b) b = t } END { printf "%.3f - %.3f", a, b }' "$results"/sweep.[0-9]*);"
