@@ -38,7 +38,7 @@ trap 'rm -rf "$W"' EXIT
 export PGDATABASE=harbor_bench
 createdb harbor_bench
 
-psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION harbor_orm;
 CREATE TABLE items (id bigint PRIMARY KEY, stock_qty integer NOT NULL CHECK (stock_qty >= 0));

@@ -132,13 +132,15 @@ def gnuplot_chart(workload, title, logscale_tps):
         "'%s' using %d:%d:%d:xtic(1) notitle" % (dat, 5 + 6 * i, 6 + 6 * i, 7 + 6 * i)
         for i, s in enumerate(strategies))
     script = f"""
-set terminal pngcairo size 1200,900 font 'sans,10'
+set terminal pngcairo size 1200,900 font 'sans,10' noenhanced
 set output '{os.path.join(RESULTS, png)}'
 set datafile missing '?'
+set lmargin 12
+set rmargin 4
 set style data histogram
 set style histogram errorbars gap 1 lw 1
 set style fill solid 0.8 border -1
-set key outside right top vertical
+set key outside below center horizontal
 set grid ytics
 set xtics rotate by -20
 set multiplot layout 2,1 title '{title}'
@@ -172,7 +174,9 @@ def simple_bars(name, title, ylabel, pairs):
     gp = os.path.join(RAW, name + ".gp")
     with open(gp, "w") as f:
         f.write(f"""
-set terminal pngcairo size 1000,500 font 'sans,10'
+set terminal pngcairo size 1000,560 font 'sans,10' noenhanced
+set bmargin 9
+set rmargin 12
 set output '{os.path.join(RESULTS, png)}'
 set title '{title}'
 set style data histogram
@@ -340,6 +344,16 @@ def workload_table(workload, baselines):
     w("")
 
 
+def workload_section(wl, kind, title, baselines, logscale_tps):
+    w("### %s" % title)
+    w("")
+    workload_table(wl, baselines)
+    png = gnuplot_chart(wl, "%s: %s" % (kind, title), logscale_tps)
+    if png:
+        w("![%s](%s)" % (wl, png))
+        w("")
+
+
 # proxy
 if any(r["workload"] == "proxy_select1" for r in rows):
     w("## The proxy itself")
@@ -387,13 +401,7 @@ if any(r["workload"].startswith("reserve_") for r in rows):
     for wl, title in res_workloads:
         if not any(r["workload"] == wl for r in rows):
             continue
-        w("### %s" % title)
-        w("")
-        workload_table(wl, ["client", "plpgsql", "cte"])
-        png = gnuplot_chart(wl, "Reservations: " + title, False)
-        if png:
-            w("![%s](%s)" % (wl, png))
-            w("")
+        workload_section(wl, "Reservations", title, ["client", "plpgsql", "cte"], False)
     bc = read_tsv("bucket_counters.tsv")
     if bc:
         w("### Stock bucket paths (`harbor.stock_bucket_counters()`, over the whole run)")
@@ -420,13 +428,7 @@ if load_wls:
     for wl in load_wls:
         n, level = wl.split("_")[1], wl.split("_")[2].replace("level", "")
         title = "%s roots, %s level%s" % (n, level, "" if level == "1" else "s")
-        w("### %s" % title)
-        w("")
-        workload_table(wl, ["n1", "selectin", "json_agg"])
-        png = gnuplot_chart(wl, "Loading: " + title, True)
-        if png:
-            w("![%s](%s)" % (wl, png))
-            w("")
+        workload_section(wl, "Loading", title, ["n1", "selectin", "json_agg"], True)
 
 # sweeps
 if sweep_txt:
