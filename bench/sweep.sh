@@ -12,9 +12,10 @@
 #      - harbor._sweep_batch(1000) called the same way;
 #      - harbor.sweep_expired(1000), one call;
 #      - the background worker (one round, timed from its status);
-#   2. reservation latency with 32 pgbench clients calling
-#      harbor.reserve_stock(), without a sweep and while the worker sweeps
-#      the expired holds, and the ratio;
+#   2. reservation latency (avg, p50, p95, p99) with 32 pgbench clients
+#      calling harbor.reserve_stock(), without a sweep and while the worker
+#      sweeps the expired holds, and the ratio (BENCH_SECONDS, default 10,
+#      sets the length of a run);
 #   3. after the concurrent run: deadlocks in the log, failed pgbench
 #      transactions, harbor.check_stock() and stock conservation.
 # Raw pgbench logs go to bench/results/.
@@ -23,16 +24,11 @@ cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--inside" ]; then
   holds=${1:-100000}
-  . scripts/prepare.sh
-  harbor_prepare
   mkdir -p bench/results
-  exec pg_virtualenv -t -v 15 \
-    -o shared_preload_libraries=harbor_orm \
-    -o harbor_orm.sweeper_databases=bench \
-    -o harbor_orm.sweep_interval=1h \
-    -o max_connections=100 \
-    -o shared_buffers=256MB \
-    bash "$0" --inside "$holds"
+  . bench/lib/common.sh
+  bench_cluster "$0" --inside "$holds" -- \
+    -o harbor_orm.sweeper_databases=bench -o harbor_orm.sweep_interval=1h \
+    -o max_connections=100 -o shared_buffers=256MB
 fi
 
 holds=$2

@@ -106,6 +106,20 @@ median_spread() {
     printf "%s %s %s\n", m, v[1], v[NR] }'
 }
 
+# bench_database NAME: a fresh database NAME as PGDATABASE; SECS (from
+# BENCH_SECONDS, default 10), OUT=bench/results, W a temporary directory
+# removed at exit.
+bench_database() {
+  SECS=${BENCH_SECONDS:-10}
+  OUT=bench/results
+  mkdir -p "$OUT"
+  W=$(mktemp -d)
+  trap 'rm -rf "$W"' EXIT
+  export PGDATABASE=$1
+  dropdb --if-exists "$1" >/dev/null 2>&1 || true
+  createdb "$1"
+}
+
 # has_function SIGNATURE: whether the function exists in this database.
 has_function() {
   [ "$(psql -X -At -c "SELECT to_regprocedure('$1') IS NOT NULL")" = t ]

@@ -354,6 +354,15 @@ def workload_section(wl, kind, title, baselines, logscale_tps):
         w("")
 
 
+def script_output(intro, text):
+    w(intro)
+    w("")
+    w("```")
+    w(text.strip())
+    w("```")
+    w("")
+
+
 # proxy
 if any(r["workload"] == "proxy_select1" for r in rows):
     w("## The proxy itself")
@@ -434,15 +443,10 @@ if load_wls:
 if sweep_txt:
     w("## Sweeps of expired holds")
     w("")
-    w("`bench/sweep.sh` in this run's cluster (one round: it resets %s expired holds before each "
-      "measurement). Release throughput in one session, batches of 1000; then reservation latency, "
-      "32 clients calling `harbor.reserve_stock` on 10,000 items, without a sweep and during the worker's sweep." %
-      machine.get("sweep_holds", "?"))
-    w("")
-    w("```")
-    w(sweep_txt.strip())
-    w("```")
-    w("")
+    script_output("`bench/sweep.sh` in this run's cluster (one round: it resets %s expired holds before each "
+                  "measurement). Release throughput in one session, batches of 1000; then reservation latency, "
+                  "32 clients calling `harbor.reserve_stock` on 10,000 items, without a sweep and during the "
+                  "worker's sweep." % machine.get("sweep_holds", "?"), sweep_txt)
     pairs = []
     for label, short in [("baseline SQL", "set-based SQL, DELETE"), ("same, UPDATE status", "set-based SQL, UPDATE"),
                          ("harbor._sweep_batch", "_sweep_batch per txn"), ("harbor.sweep_expired", "sweep_expired, one call"),
@@ -470,12 +474,8 @@ if sweep_txt:
 if notify_txt:
     w("## Change notifications on the write path")
     w("")
-    w("`bench/notify.sh` in this run's cluster, 8 clients, %s s per run (one round)." % machine.get("notify_seconds", "?"))
-    w("")
-    w("```")
-    w(notify_txt.strip())
-    w("```")
-    w("")
+    script_output("`bench/notify.sh` in this run's cluster, 8 clients, %s s per run (one round)." %
+                  machine.get("notify_seconds", "?"), notify_txt)
     pairs = []
     for line in notify_txt.splitlines():
         m = re.match(r"^(UPDATE 1 row.*?|reserve_stock.*?)\s{2,}([0-9]+)\s+[0-9.]+\s*$", line)
