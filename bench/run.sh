@@ -69,6 +69,7 @@ fi
 export REPEATS=${REPEATS:-3} RES_SECONDS=${RES_SECONDS:-2} LOAD_SECONDS=${LOAD_SECONDS:-1}
 SWEEP_HOLDS=${SWEEP_HOLDS:-100000}
 SWEEP_SECONDS=${SWEEP_SECONDS:-5}
+SWEEP_REPEATS=${SWEEP_REPEATS:-$REPEATS}
 NOTIFY_SECONDS=${NOTIFY_SECONDS:-5}
 PROXY_SECONDS=${PROXY_SECONDS:-3}
 PROXY_DELAY_US=${PROXY_DELAY_US:-250}
@@ -103,6 +104,7 @@ proxy_start "$PROXY_PORT" "$PROXY_DELAY_US"
   echo "load_seconds	$LOAD_SECONDS"
   echo "sweep_holds	$SWEEP_HOLDS"
   echo "sweep_seconds	$SWEEP_SECONDS"
+  echo "sweep_repeats	$SWEEP_REPEATS"
   echo "notify_seconds	$NOTIFY_SECONDS"
 } >"$RAW/machine.tsv"
 
@@ -144,8 +146,10 @@ proxy_stop_all
 
 if runs sweep; then
   echo "== sweeps" >&2
-  BENCH_SECONDS=$SWEEP_SECONDS bash bench/sweep.sh --inside "$SWEEP_HOLDS" >"$RAW/sweep.txt" 2>&1 ||
-    { echo "bench/sweep.sh failed:" >&2; tail -20 "$RAW/sweep.txt" >&2; }
+  for r in $(seq 1 "$SWEEP_REPEATS"); do
+    BENCH_SECONDS=$SWEEP_SECONDS bash bench/sweep.sh --inside "$SWEEP_HOLDS" >"$RAW/sweep-$r.txt" 2>&1 ||
+      { echo "bench/sweep.sh failed:" >&2; tail -20 "$RAW/sweep-$r.txt" >&2; }
+  done
 fi
 
 if runs notify; then

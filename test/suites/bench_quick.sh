@@ -50,8 +50,8 @@ bad=$(awk -F'\t' '$5 + 0 <= 0' "$tsv" 2>/dev/null | wc -l)
 check "no strategy without a figure ($bad rows with 0 tps)" test "$bad" -eq 0
 check "both networks measured" test "$(cut -f2 "$tsv" | sort -u | grep -cE '^(direct|proxy)$')" -eq 2
 
-check "sweep: the worker's throughput" grep -qE 'background worker, one round .* holds/s' "$out/raw/sweep.txt"
-check "sweep: latency during a sweep" grep -q "during the worker's sweep" "$out/raw/sweep.txt"
+check "sweep: the worker's throughput" grep -qE 'background worker, one round .* holds/s' "$out/raw/sweep-1.txt"
+check "sweep: latency during a sweep" grep -q "during the worker's sweep" "$out/raw/sweep-1.txt"
 check "notify: the harbor trigger's tps" grep -qE 'harbor.enable_change_notify, keys +[0-9]+' "$out/raw/notify.txt"
 
 charts=0
