@@ -224,7 +224,7 @@ w("| client | pgbench -M prepared over TCP on 127.0.0.1, -j 2 (1 for one client)
 w("| emulated network | bench/proxy/delayproxy, %s µs each way (%.2f ms per round trip), loopback |" % (
     machine.get("proxy_delay_us", "?"), 2 * float(machine.get("proxy_delay_us", "0") or 0) / 1000))
 w("| durations | reservations %s s per run, loading %s s per run, %s round(s), a 1 s warm-up of each "
-  "strategy before each workload; sweeps of %s holds with %s s latency runs; notifications %s s per run |" % (
+  "strategy at the start of each workload; sweeps of %s holds with %s s latency runs; notifications %s s per run |" % (
       machine.get("res_seconds", "?"), machine.get("load_seconds", "?"), machine.get("repeats", "?"),
       machine.get("sweep_holds", "?"), machine.get("sweep_seconds", "?"), machine.get("notify_seconds", "?")))
 w("")
