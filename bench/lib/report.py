@@ -228,6 +228,10 @@ w("| durations | reservations %s s per run, loading %s s per run, %s round(s), a
       machine.get("res_seconds", "?"), machine.get("load_seconds", "?"), machine.get("repeats", "?"),
       machine.get("sweep_holds", "?"), machine.get("sweep_seconds", "?"), machine.get("notify_seconds", "?")))
 w("")
+elapsed = num(machine.get("elapsed"))
+if elapsed and elapsed > 1500 and not quick:
+    w("**This run took %.1f minutes, over the 25-minute budget.**" % (elapsed / 60))
+    w("")
 w("These durations keep the full run within 25 minutes on this 2-core machine; short runs widen the "
   "spread, which the report shows rather than hides. pgbench, the proxy and the server share the two cores, "
   "so many-client figures include the client's own CPU.")
@@ -454,7 +458,8 @@ if load_wls:
       "(`'{variants}'`); level 2: and each variant's order lines (`'{variants, variants.order_items}'`). "
       "N+1 runs one query per parent; selectin one query per level returning rows; json_agg + LATERAL is "
       "the hand-written single statement. N+1 through the proxy is left out above 500 roots "
-      "(one page would be 5,001 or 25,001 emulated round trips).")
+      "(one page would be 5,001 or 25,001 emulated round trips), and so is N+1 at 5,000 roots with two "
+      "levels direct (25,001 queries, about 5 s a page), to keep the run within its budget.")
     w("")
     for wl in load_wls:
         n, level = wl.split("_")[1], wl.split("_")[2].replace("level", "")

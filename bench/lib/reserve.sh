@@ -97,7 +97,7 @@ reserve_scripts() {
 reserve_reset() {
   psql -X -q -c "TRUNCATE harbor.stock_reservations" \
        -c "UPDATE items SET stock_qty = 1000000000" \
-       -c "VACUUM ANALYZE items" -c "VACUUM ANALYZE harbor.stock_reservations" -c "CHECKPOINT" >/dev/null
+       -c "VACUUM ANALYZE items" -c "VACUUM ANALYZE harbor.stock_reservations" >/dev/null
   if reserve_has_split; then
     psql -X -q -c "SELECT harbor.split_stock('sitems', 1, 16)" >/dev/null
   fi
