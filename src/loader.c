@@ -51,6 +51,7 @@
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(harbor_load);
+PG_FUNCTION_INFO_V1(harbor_load_text);
 PG_FUNCTION_INFO_V1(harbor_get);
 PG_FUNCTION_INFO_V1(harbor_find);
 PG_FUNCTION_INFO_V1(harbor_last_load_stats);
@@ -60,76 +61,12 @@ PG_FUNCTION_INFO_V1(harbor_last_load_stats);
  * ---------------------------------------------------------------------
  */
 
-/* A row in the identity map. */
-typedef struct LRow
-{
-	Datum	   *values;			/* mapped columns */
-	bool	   *nulls;
-	JsonbValue *json;			/* mapped columns, converted */
-	int			stamp;			/* last node this row was listed at */
-} LRow;
-
-/* The children of one parent key under one relationship. */
-typedef struct Link
-{
-	int			nrows;
-	int			cap;
-	LRow	  **rows;
-	bool		loaded;
-} Link;
-
-typedef struct IncNode IncNode;
-
-typedef struct OutSlot
-{
-	JsonbValue	key;
-	int			col;			/* >= 0: mapped column */
-	IncNode	   *child;			/* else: relationship */
-} OutSlot;
-
-struct IncNode
-{
-	int			id;
-	char	   *name;			/* relationship name; NULL at the root */
-	char	   *path;			/* dotted path; "" at the root */
-	int			depth;
-	IncNode	   *parent;
-	List	   *children;
-	RelInfo    *ri;				/* NULL at the root */
-	ModelInfo  *mi;
-	KeyMap	   *links;			/* the relationship's link map */
-	int			nslots;
-	OutSlot    *slots;			/* in jsonb key order */
-	int			ninst;
-	int			capinst;
-	LRow	  **inst;			/* distinct rows at this node */
-	/* statistics */
-	int64		queries;
-	int64		rows;
-	int64		hits;
-};
-
 typedef struct CallMap
 {
 	ModelInfo  *mi;				/* identity map of this model's rows */
 	RelInfo    *ri;				/* or link map of this relationship */
 	KeyMap	   *map;
 } CallMap;
-
-typedef struct LoadCall
-{
-	const char *function;
-	MemoryContext cxt;
-	IncNode	   *root;
-	List	   *nodes;			/* breadth first */
-	List	   *idmaps;			/* CallMap per model */
-	List	   *linkmaps;		/* CallMap per relationship */
-	int64		fetched;
-	int64		built;
-	int64		queries;
-	int64		hits;
-	int			nnodes;
-} LoadCall;
 
 /* last_load_stats(): text of the last call's statistics. */
 static char *last_stats = NULL;
@@ -191,17 +128,6 @@ call_map(LoadCall *lc, ModelInfo *mi, RelInfo *ri)
 	return cm->map;
 }
 
-static void
-check_row_limit(LoadCall *lc, int64 n)
-{
-	if (n > harbor_load_max_rows)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("harbor.%s would build more than %d rows", lc->function, harbor_load_max_rows),
-				 errdetail("The roots and included relationships reach at least " INT64_FORMAT " rows.", n),
-				 errhint("Load fewer roots or include fewer relationships, or raise harbor_orm.load_max_rows.")));
-}
-
 /*
  * Takes a result row, deformed into vals/nulls, whose mapped columns start
  * at index off: returns the identity-mapped row, converting it only the
@@ -216,6 +142,7 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	uint32		h;
 	LRow	   *row;
 	char	   *mem;
+	bool		textout;
 
 	/* a key only needs its own memory when the row is new */
 	key = mi->pk.n <= INDEX_MAX_KEYS ? keybuf : palloc(sizeof(Datum) * mi->pk.n);
@@ -239,16 +166,28 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	}
 	*hit = false;
 
-	/* one allocation for the row, its values, nulls, JSON and key */
+	/* one allocation for the row, its values, nulls, output and key */
+	textout = (lc->output == OUT_TEXT_ARRAY);
 	mem = palloc(MAXALIGN(sizeof(LRow)) + MAXALIGN(sizeof(Datum) * mi->ncols) +
-				 MAXALIGN(sizeof(JsonbValue) * mi->ncols) + MAXALIGN(sizeof(Datum) * mi->pk.n) +
-				 mi->ncols + 1);
+				 (textout ? MAXALIGN(sizeof(int32) * (mi->ncols + 1)) :
+				  MAXALIGN(sizeof(JsonbValue) * mi->ncols)) +
+				 MAXALIGN(sizeof(Datum) * mi->pk.n) + mi->ncols + 1);
 	row = (LRow *) mem;
 	mem += MAXALIGN(sizeof(LRow));
 	row->values = (Datum *) mem;
 	mem += MAXALIGN(sizeof(Datum) * mi->ncols);
-	row->json = (JsonbValue *) mem;
-	mem += MAXALIGN(sizeof(JsonbValue) * mi->ncols);
+	if (textout)
+	{
+		row->json = NULL;
+		row->textpos = (int32 *) mem;
+		mem += MAXALIGN(sizeof(int32) * (mi->ncols + 1));
+	}
+	else
+	{
+		row->json = (JsonbValue *) mem;
+		row->textpos = NULL;
+		mem += MAXALIGN(sizeof(JsonbValue) * mi->ncols);
+	}
 	memcpy(mem, key, sizeof(Datum) * mi->pk.n);
 	key = (Datum *) mem;
 	mem += MAXALIGN(sizeof(Datum) * mi->pk.n);
@@ -256,8 +195,11 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	row->stamp = -1;
 	memcpy(row->values, vals + off, sizeof(Datum) * mi->ncols);
 	memcpy(row->nulls, nulls + off, sizeof(bool) * mi->ncols);
-	for (int i = 0; i < mi->ncols; i++)
-		loader_convert_value(mi, i, row->values[i], row->nulls[i], &row->json[i]);
+	if (textout)
+		loader_render_row(mi, row->values, row->nulls, &lc->arena, &row->textoff, row->textpos);
+	else
+		for (int i = 0; i < mi->ncols; i++)
+			loader_convert_value(mi, i, row->values[i], row->nulls[i], &row->json[i]);
 	loader_keymap_put(idmap, key, h, row);
 	return row;
 }
@@ -358,7 +300,7 @@ run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **key
 	node->queries++;
 	lc->fetched += SPI_processed;
 	node->rows += SPI_processed;
-	check_row_limit(lc, lc->fetched);
+	loader_check_row_limit(lc, lc->fetched);
 }
 
 /* Loads one include node: one query per chunk of parent keys not yet known. */
@@ -487,17 +429,6 @@ load_node(LoadCall *lc, IncNode *node)
  * ---------------------------------------------------------------------
  */
 
-static int
-jsonb_key_cmp(const void *a, const void *b)
-{
-	const JsonbValue *ka = &((const OutSlot *) a)->key;
-	const JsonbValue *kb = &((const OutSlot *) b)->key;
-
-	if (ka->val.string.len != kb->val.string.len)
-		return ka->val.string.len > kb->val.string.len ? 1 : -1;
-	return memcmp(ka->val.string.val, kb->val.string.val, ka->val.string.len);
-}
-
 static IncNode *
 new_node(LoadCall *lc, IncNode *parent, const char *name, HarborRelationship *r, ModelInfo *mi)
 {
@@ -589,35 +520,6 @@ build_include_tree(LoadCall *lc, ModelInfo *rootmi, ArrayType *include)
 		}
 	}
 }
-
-/* Every node's output keys, sorted as jsonb stores them. */
-static void
-prepare_slots(IncNode *n)
-{
-	ListCell   *cell;
-	int			i = 0;
-
-	n->nslots = n->mi->ncols + list_length(n->children);
-	n->slots = palloc(sizeof(OutSlot) * Max(n->nslots, 1));
-	for (int c = 0; c < n->mi->ncols; c++, i++)
-	{
-		n->slots[i].key = n->mi->colkey[c];
-		n->slots[i].col = c;
-		n->slots[i].child = NULL;
-	}
-	foreach(cell, n->children)
-	{
-		IncNode	   *c = lfirst(cell);
-
-		loader_set_string(&n->slots[i].key, c->name);
-		n->slots[i].col = -1;
-		n->slots[i].child = c;
-		i++;
-		prepare_slots(c);
-	}
-	qsort(n->slots, n->nslots, sizeof(OutSlot), jsonb_key_cmp);
-}
-
 /* Loads every node below the root, parents first. */
 static void
 load_tree(LoadCall *lc)
@@ -637,123 +539,6 @@ load_tree(LoadCall *lc)
 		foreach(cell, n->children)
 			queue = lappend(queue, lfirst(cell));
 	}
-}
-
-/* ---------------------------------------------------------------------
- * Output
- * ---------------------------------------------------------------------
- */
-
-static void
-build_object(LoadCall *lc, LRow *row, IncNode *node, JsonbValue *out)
-{
-	JsonbPair  *pairs;
-
-	check_stack_depth();
-	CHECK_FOR_INTERRUPTS();
-	lc->built++;
-	check_row_limit(lc, lc->built);
-	pairs = palloc(sizeof(JsonbPair) * Max(node->nslots, 1));
-	for (int i = 0; i < node->nslots; i++)
-	{
-		OutSlot    *s = &node->slots[i];
-
-		pairs[i].key = s->key;
-		pairs[i].order = i;
-		if (s->col >= 0)
-			pairs[i].value = row->json[s->col];
-		else
-		{
-			IncNode	   *c = s->child;
-			RelInfo    *ri = c->ri;
-			Link	   *l = NULL;
-			Datum		keybuf[INDEX_MAX_KEYS];
-			Datum	   *key = ri->nkey <= INDEX_MAX_KEYS ? keybuf : palloc(sizeof(Datum) * ri->nkey);
-			bool		hasnull = false;
-			JsonbValue *v = &pairs[i].value;
-
-			for (int k = 0; k < ri->nkey; k++)
-			{
-				if (row->nulls[ri->parent_idx[k]])
-					hasnull = true;
-				else
-					key[k] = loader_key_normalise(&ri->key, k, row->values[ri->parent_idx[k]]);
-			}
-			if (!hasnull)
-				l = loader_keymap_get(c->links, key, loader_key_hash(&ri->key, key));
-			if (ri->to_many)
-			{
-				int			n = l ? l->nrows : 0;
-
-				v->type = jbvArray;
-				v->val.array.rawScalar = false;
-				v->val.array.nElems = n;
-				v->val.array.elems = palloc(sizeof(JsonbValue) * Max(n, 1));
-				for (int e = 0; e < n; e++)
-					build_object(lc, l->rows[e], c, &v->val.array.elems[e]);
-			}
-			else if (l != NULL && l->nrows > 0)
-				build_object(lc, l->rows[0], c, v);
-			else
-				v->type = jbvNull;
-		}
-	}
-	out->type = jbvObject;
-	out->val.object.nPairs = node->nslots;
-	out->val.object.pairs = pairs;
-}
-
-static void
-append_stats_counts(StringInfo buf, int64 queries, int64 rows, int64 hits)
-{
-	appendStringInfo(buf, "\"queries\": " INT64_FORMAT ", \"rows_fetched\": " INT64_FORMAT
-					 ", \"identity_hits\": " INT64_FORMAT, queries, rows, hits);
-}
-
-static void
-save_stats(LoadCall *lc)
-{
-	StringInfoData buf;
-	ListCell   *cell;
-	MemoryContext old;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"function\": ");
-	escape_json(&buf, lc->function);
-	appendStringInfoString(&buf, ", \"model\": ");
-	escape_json(&buf, lc->root->mi->model->name);
-	appendStringInfo(&buf, ", \"roots\": %d, \"objects_built\": " INT64_FORMAT
-					 ", \"chunk_size\": %d, ", lc->root->ninst, lc->built, harbor_load_chunk_size);
-	append_stats_counts(&buf, lc->queries, lc->fetched, lc->hits);
-	appendStringInfoString(&buf, ", \"paths\": [");
-	foreach(cell, lc->nodes)
-	{
-		IncNode	   *n = lfirst(cell);
-
-		if (foreach_current_index(cell) > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, "{\"path\": ");
-		escape_json(&buf, n->path);
-		appendStringInfoString(&buf, ", \"model\": ");
-		escape_json(&buf, n->mi->model->name);
-		if (n->ri)
-		{
-			appendStringInfoString(&buf, ", \"relationship\": ");
-			escape_json(&buf, n->ri->label);
-			appendStringInfoString(&buf, ", \"kind\": ");
-			escape_json(&buf, harbor_relkind_name(n->ri->rel->kind));
-		}
-		appendStringInfo(&buf, ", \"distinct_rows\": %d, ", n->ninst);
-		append_stats_counts(&buf, n->queries, n->rows, n->hits);
-		appendStringInfoChar(&buf, '}');
-	}
-	appendStringInfoString(&buf, "]}");
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (last_stats)
-		pfree(last_stats);
-	last_stats = pstrdup(buf.data);
-	MemoryContextSwitchTo(old);
 }
 
 /* ---------------------------------------------------------------------
@@ -834,7 +619,8 @@ release_call_context(MemoryContext cxt)
 
 /* Starts a call: SPI, a memory context for the call, the include tree. */
 static LoadCall *
-begin_call(const char *function, const char *model, ArrayType *include, MemoryContext *callercxt)
+begin_call(const char *function, LoadOutput output, const char *model, ArrayType *include,
+		   MemoryContext *callercxt)
 {
 	LoadCall   *lc;
 	HarborModel *m;
@@ -846,16 +632,19 @@ begin_call(const char *function, const char *model, ArrayType *include, MemoryCo
 		last_stats = NULL;
 	}
 	*callercxt = CurrentMemoryContext;
-	m = harbor_model_lookup(model, false);
+	m = loader_model_lookup(model);
 	cxt = call_context();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(cxt);
 	lc = palloc0(sizeof(LoadCall));
 	lc->function = function;
+	lc->output = output;
 	lc->cxt = cxt;
+	if (output == OUT_TEXT_ARRAY)
+		initStringInfo(&lc->arena);
 	build_include_tree(lc, loader_model_info(m->relid, m->name), include);
-	prepare_slots(lc->root);
+	loader_prepare_slots(lc->root);
 	return lc;
 }
 
@@ -882,32 +671,64 @@ take_roots(LoadCall *lc)
 	}
 }
 
-/* Builds the array of root objects, ends SPI, returns the jsonb. */
+/*
+ * Builds the output from the root objects, ends SPI, returns the jsonb or
+ * text datum (0 for get() of no row).
+ */
 static Datum
-finish_call(LoadCall *lc, MemoryContext callercxt, bool single)
+finish_call(LoadCall *lc, MemoryContext callercxt)
 {
-	JsonbValue	result;
-	Jsonb	   *jb = NULL;
-	IncNode	   *root = lc->root;
+	IncNode    *root = lc->root;
+	Datum		result = (Datum) 0;
+	char	   *stats;
 
-	result.type = jbvArray;
-	result.val.array.rawScalar = false;
-	result.val.array.nElems = root->ninst;
-	result.val.array.elems = palloc(sizeof(JsonbValue) * Max(root->ninst, 1));
-	for (int i = 0; i < root->ninst; i++)
-		build_object(lc, root->inst[i], root, &result.val.array.elems[i]);
-	save_stats(lc);
+	if (lc->output == OUT_TEXT_ARRAY)
+	{
+		StringInfoData out;
 
+		/* written in the caller's memory as a text datum, header first */
+		MemoryContextSwitchTo(callercxt);
+		initStringInfo(&out);
+		enlargeStringInfo(&out, Min(VARHDRSZ + 2 + (int64) lc->arena.len + 16 * (int64) root->ninst,
+								64 * 1024 * 1024));
+		out.len = VARHDRSZ;
+		appendStringInfoCharMacro(&out, '[');
+		for (int i = 0; i < root->ninst; i++)
+		{
+			if (i > 0)
+				appendBinaryStringInfo(&out, ", ", 2);
+			loader_write_object(lc, root->inst[i], root, &out);
+		}
+		appendStringInfoCharMacro(&out, ']');
+		SET_VARSIZE(out.data, out.len);
+		result = PointerGetDatum(out.data);
+		MemoryContextSwitchTo(lc->cxt);
+	}
+	else
+	{
+		JsonbValue	array;
+
+		array.type = jbvArray;
+		array.val.array.rawScalar = false;
+		array.val.array.nElems = root->ninst;
+		array.val.array.elems = palloc(sizeof(JsonbValue) * Max(root->ninst, 1));
+		for (int i = 0; i < root->ninst; i++)
+			loader_build_object(lc, root->inst[i], root, &array.val.array.elems[i]);
+		MemoryContextSwitchTo(callercxt);
+		if (lc->output == OUT_JSONB_ARRAY)
+			result = JsonbPGetDatum(JsonbValueToJsonb(&array));
+		else if (root->ninst > 0)
+			result = JsonbPGetDatum(JsonbValueToJsonb(&array.val.array.elems[0]));
+		MemoryContextSwitchTo(lc->cxt);
+	}
+
+	stats = loader_stats_text(lc);
+	MemoryContextSwitchTo(TopMemoryContext);
+	last_stats = pstrdup(stats);
 	MemoryContextSwitchTo(callercxt);
-	if (!single)
-		jb = JsonbValueToJsonb(&result);
-	else if (root->ninst > 0)
-		jb = JsonbValueToJsonb(&result.val.array.elems[0]);
 	SPI_finish();
 	release_call_context(lc->cxt);
-	if (jb == NULL)
-		return (Datum) 0;
-	return JsonbPGetDatum(jb);
+	return result;
 }
 
 /*
@@ -1049,11 +870,11 @@ ids_to_keys(ModelInfo *mi, Datum *elems, bool *nulls, int nelems, Oid elemtype, 
 
 /* load() and get(): roots by primary key, in the order given. */
 static Datum
-load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *nulls,
-			int nelems, Oid elemtype, ArrayType *include, bool single)
+load_by_ids(FunctionCallInfo fcinfo, const char *function, LoadOutput output, Datum *elems,
+			bool *nulls, int nelems, Oid elemtype, ArrayType *include)
 {
 	MemoryContext callercxt;
-	LoadCall   *lc = begin_call(function, model_arg(fcinfo), include, &callercxt);
+	LoadCall   *lc = begin_call(function, output, model_arg(fcinfo), include, &callercxt);
 	ModelInfo  *mi = lc->root->mi;
 	Datum	  **keys;
 	int			nkeys = ids_to_keys(mi, elems, nulls, nelems, elemtype, &keys);
@@ -1090,11 +911,12 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *n
 			node_add_instance(lc->root, row);
 	}
 	load_tree(lc);
-	return finish_call(lc, callercxt, single);
+	return finish_call(lc, callercxt);
 }
 
-Datum
-harbor_load(PG_FUNCTION_ARGS)
+/* load() and load_text(): the ids array, then load_by_ids */
+static Datum
+load_array(FunctionCallInfo fcinfo, const char *function, LoadOutput output)
 {
 	ArrayType  *ids;
 	Oid			elemtype;
@@ -1123,8 +945,21 @@ harbor_load(PG_FUNCTION_ARGS)
 		get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 		deconstruct_array(ids, elemtype, typlen, typbyval, typalign, &elems, &nulls, &nelems);
 	}
-	PG_RETURN_DATUM(load_by_ids(fcinfo, "load", elems, nulls, nelems, elemtype,
-								include_arg(fcinfo, 2), false));
+	return load_by_ids(fcinfo, function, output, elems, nulls, nelems, elemtype,
+					   include_arg(fcinfo, 2));
+}
+
+Datum
+harbor_load(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(load_array(fcinfo, "load", OUT_JSONB_ARRAY));
+}
+
+/* load() as JSON text, written directly: the text load()::text would give. */
+Datum
+harbor_load_text(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(load_array(fcinfo, "load_text", OUT_TEXT_ARRAY));
 }
 
 Datum
@@ -1137,12 +972,12 @@ harbor_get(PG_FUNCTION_ARGS)
 	if (isnull)
 	{
 		/* nothing to load, but the model must still exist */
-		harbor_model_lookup(model_arg(fcinfo), false);
+		loader_model_lookup(model_arg(fcinfo));
 		PG_RETURN_NULL();
 	}
 	elem = PG_GETARG_DATUM(1);
-	result = load_by_ids(fcinfo, "get", &elem, &isnull, 1, get_fn_expr_argtype(fcinfo->flinfo, 1),
-						 include_arg(fcinfo, 2), true);
+	result = load_by_ids(fcinfo, "get", OUT_JSONB_SINGLE, &elem, &isnull, 1,
+						 get_fn_expr_argtype(fcinfo->flinfo, 1), include_arg(fcinfo, 2));
 	if (result == (Datum) 0)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
@@ -1152,7 +987,8 @@ Datum
 harbor_find(PG_FUNCTION_ARGS)
 {
 	MemoryContext callercxt;
-	LoadCall   *lc = begin_call("find", model_arg(fcinfo), include_arg(fcinfo, 2), &callercxt);
+	LoadCall   *lc = begin_call("find", OUT_JSONB_ARRAY, model_arg(fcinfo), include_arg(fcinfo, 2),
+								&callercxt);
 	ModelInfo  *mi = lc->root->mi;
 	FindQuery  *q = palloc0(sizeof(FindQuery));
 	int			plim;
@@ -1178,10 +1014,10 @@ harbor_find(PG_FUNCTION_ARGS)
 	lc->root->queries++;
 	lc->fetched += SPI_processed;
 	lc->root->rows += SPI_processed;
-	check_row_limit(lc, lc->fetched);
+	loader_check_row_limit(lc, lc->fetched);
 	take_roots(lc);
 	load_tree(lc);
-	PG_RETURN_DATUM(finish_call(lc, callercxt, false));
+	PG_RETURN_DATUM(finish_call(lc, callercxt));
 }
 
 Datum

@@ -25,6 +25,7 @@
 #include "catalog/pg_type.h"
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -211,4 +212,187 @@ loader_jsonb_scalar_text(JsonbValue *v)
 		default:
 			return NULL;
 	}
+}
+
+/*
+ * Appends s (len bytes, no NUL inside) as a JSON string, exactly as
+ * escape_json() writes it, copying runs that need no escape at once.
+ */
+void
+loader_escape_json(StringInfo buf, const char *s, int len)
+{
+	const char *run = s;
+	const char *end = s + len;
+
+	enlargeStringInfo(buf, len + 2);
+	buf->data[buf->len++] = '"';
+	for (const char *p = s; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+		const char *esc;
+
+		if (c >= ' ' && c != '"' && c != '\\')
+			continue;
+		if (p > run)
+			appendBinaryStringInfo(buf, run, p - run);
+		run = p + 1;
+		switch (c)
+		{
+			case '\b':
+				esc = "\\b";
+				break;
+			case '\f':
+				esc = "\\f";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			case '"':
+				esc = "\\\"";
+				break;
+			case '\\':
+				esc = "\\\\";
+				break;
+			default:
+				appendStringInfo(buf, "\\u%04x", (int) c);
+				continue;
+		}
+		appendBinaryStringInfo(buf, esc, 2);
+	}
+	if (end > run)
+		appendBinaryStringInfo(buf, run, end - run);
+	appendStringInfoCharMacro(buf, '"');
+}
+
+static void
+append_cstring_json(StringInfo buf, const char *s)
+{
+	loader_escape_json(buf, s, strlen(s));
+}
+
+/* A numeric as jsonb prints it: a number, or a string for NaN/Infinity. */
+static void
+append_numeric(StringInfo buf, Numeric n)
+{
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+
+	if (numeric_is_nan(n) || numeric_is_inf(n))
+		append_cstring_json(buf, s);
+	else
+		appendStringInfoString(buf, s);
+}
+
+/*
+ * Appends one value of column col as JSON text: the text jsonb_out prints
+ * for the JsonbValue loader_convert_value() makes of it.
+ */
+static void
+render_value(ModelInfo *mi, int col, Datum d, bool isnull, StringInfo buf)
+{
+	char		num[MAXINT8LEN + 1];
+
+	if (isnull)
+	{
+		appendBinaryStringInfo(buf, "null", 4);
+		return;
+	}
+	switch (mi->conv[col])
+	{
+		case CONV_BOOL:
+			if (DatumGetBool(d))
+				appendBinaryStringInfo(buf, "true", 4);
+			else
+				appendBinaryStringInfo(buf, "false", 5);
+			break;
+		case CONV_INT2:
+			appendBinaryStringInfo(buf, num, pg_ltoa(DatumGetInt16(d), num));
+			break;
+		case CONV_INT4:
+			appendBinaryStringInfo(buf, num, pg_ltoa(DatumGetInt32(d), num));
+			break;
+		case CONV_INT8:
+			appendBinaryStringInfo(buf, num, pg_lltoa(DatumGetInt64(d), num));
+			break;
+		case CONV_NUMERIC:
+			append_numeric(buf, DatumGetNumeric(d));
+			break;
+		case CONV_FLOAT:
+			{
+				char	   *s = OutputFunctionCall(&mi->outfn[col], d);
+				double		f = (mi->basetype[col] == FLOAT4OID) ?
+				DatumGetFloat4(d) : DatumGetFloat8(d);
+
+				/* jsonb holds it as the numeric its text reads as */
+				if (isnan(f) || isinf(f))
+					append_cstring_json(buf, s);
+				else
+					append_numeric(buf, DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+																			ObjectIdGetDatum(InvalidOid),
+																			Int32GetDatum(-1))));
+			}
+			break;
+		case CONV_TEXT:
+			{
+				struct varlena *t = PG_DETOAST_DATUM_PACKED(d);
+
+				loader_escape_json(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case CONV_DATETIME:
+			{
+				char		dt[MAXDATELEN + 1];
+
+				append_cstring_json(buf, JsonEncodeDateTime(dt, d, mi->basetype[col], NULL));
+			}
+			break;
+		case CONV_OTHER:
+			append_cstring_json(buf, OutputFunctionCall(&mi->outfn[col], d));
+			break;
+		case CONV_JSONB:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(d);
+
+				JsonbToCString(buf, &jb->root, VARSIZE(jb));
+			}
+			break;
+		case CONV_TO_JSONB:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(FunctionCall1(&mi->outfn[col], d));
+
+				JsonbToCString(buf, &jb->root, VARSIZE(jb));
+			}
+			break;
+	}
+}
+
+/*
+ * Text output: appends a row's columns to the call's arena as
+ * "key": value pairs separated by ", ", in jsonb key order.  *off is where
+ * the row starts; pos[i] where pair i starts, relative to it, and
+ * pos[ncols] the end plus 2, so that pair i ends at pos[i + 1] - 2.
+ */
+void
+loader_render_row(ModelInfo *mi, Datum *values, bool *nulls, StringInfo arena,
+				  int64 *off, int32 *pos)
+{
+	int64		start = arena->len;
+
+	*off = start;
+	for (int i = 0; i < mi->ncols; i++)
+	{
+		int			c = mi->text_order[i];
+
+		if (i > 0)
+			appendBinaryStringInfo(arena, ", ", 2);
+		pos[i] = (int32) (arena->len - start);
+		appendBinaryStringInfo(arena, mi->keytext[c], mi->keytextlen[c]);
+		render_value(mi, c, values[c], nulls[c], arena);
+	}
+	pos[mi->ncols] = (int32) (arena->len - start) + 2;
 }
