@@ -32,13 +32,16 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/params.h"
 #include "parser/parse_coerce.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -188,13 +191,17 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 		row->textpos = NULL;
 		mem += MAXALIGN(sizeof(JsonbValue) * mi->ncols);
 	}
-	memcpy(mem, key, sizeof(Datum) * mi->pk.n);
 	key = (Datum *) mem;
 	mem += MAXALIGN(sizeof(Datum) * mi->pk.n);
 	row->nulls = (bool *) mem;
 	row->stamp = -1;
-	memcpy(row->values, vals + off, sizeof(Datum) * mi->ncols);
 	memcpy(row->nulls, nulls + off, sizeof(bool) * mi->ncols);
+	/* the values live in the executor's slot until the next row: copy them */
+	for (int i = 0; i < mi->ncols; i++)
+		row->values[i] = (mi->colbyval[i] || row->nulls[i]) ? vals[off + i] :
+			datumCopy(vals[off + i], false, mi->coltyplen[i]);
+	for (int k = 0; k < mi->pk.n; k++)
+		key[k] = loader_key_normalise(&mi->pk, k, row->values[mi->pk_idx[k]]);
 	if (textout)
 		loader_render_row(mi, row->values, row->nulls, &lc->arena, &row->textoff, row->textpos);
 	else
@@ -204,19 +211,108 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	return row;
 }
 
-/* Deforms every row of the current SPI result at once. */
-static void
-deform_result(SPITupleTable *tt, uint64 n, Datum **vals, bool **nulls)
-{
-	int			natts = tt->tupdesc->natts;
+/*
+ * Rows of a statement go straight from the executor to the call: a
+ * DestReceiver instead of SPI's tuple table, which would copy every row
+ * into a tuple and deform it again.  Its startup checks the result
+ * descriptor before any row is read.
+ */
+typedef struct LoadReceiver LoadReceiver;
+typedef void (*LoadRowFn) (LoadReceiver *r, Datum *values, bool *nulls);
 
-	*vals = palloc(sizeof(Datum) * natts * Max(n, 1));
-	*nulls = palloc(sizeof(bool) * natts * Max(n, 1));
-	for (uint64 r = 0; r < n; r++)
+struct LoadReceiver
+{
+	DestReceiver pub;
+	LoadCall   *lc;
+	int			nexpected;
+	Oid		   *expected;
+	const char *what;
+	LoadRowFn	row;
+	IncNode    *node;
+	KeyMap	   *idmap;
+	KeyMap	   *links;
+};
+
+static void
+receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	LoadReceiver *r = (LoadReceiver *) self;
+
+	loader_check_result(typeinfo, r->nexpected, r->expected, r->lc->function, r->what);
+}
+
+static bool
+receiver_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	LoadReceiver *r = (LoadReceiver *) self;
+	MemoryContext old = MemoryContextSwitchTo(r->lc->cxt);
+
+	CHECK_FOR_INTERRUPTS();
+	slot_getallattrs(slot);
+	r->row(r, slot->tts_values, slot->tts_isnull);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static void
+receiver_nothing(DestReceiver *self)
+{
+}
+
+static void
+receiver_init(LoadReceiver *r, LoadCall *lc, IncNode *node, LoadRowFn row,
+			  int nexpected, Oid *expected, const char *what)
+{
+	memset(r, 0, sizeof(LoadReceiver));
+	r->pub.receiveSlot = receiver_receive;
+	r->pub.rStartup = receiver_startup;
+	r->pub.rShutdown = receiver_nothing;
+	r->pub.rDestroy = receiver_nothing;
+	r->pub.mydest = DestNone;
+	r->lc = lc;
+	r->node = node;
+	r->row = row;
+	r->nexpected = nexpected;
+	r->expected = expected;
+	r->what = what;
+}
+
+/*
+ * Runs a kept plan with its parameters, each row to the receiver, and
+ * counts what it returned.
+ */
+static void
+run_plan(LoadReceiver *r, SPIPlanPtr plan, int nparams, Oid *types, Datum *values,
+		 const char *nulls)
+{
+	LoadCall   *lc = r->lc;
+	ParamListInfo params = makeParamList(nparams);
+	SPIExecuteOptions options;
+	int			rc;
+
+	for (int i = 0; i < nparams; i++)
 	{
-		CHECK_FOR_INTERRUPTS();
-		heap_deform_tuple(tt->vals[r], tt->tupdesc, *vals + r * natts, *nulls + r * natts);
+		params->params[i].value = values[i];
+		params->params[i].isnull = (nulls != NULL && nulls[i] == 'n');
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
 	}
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = true;
+	/* one row more than allowed tells that the limit is exceeded */
+	options.tcount = (int64) harbor_load_max_rows - lc->fetched + 1;
+	options.dest = &r->pub;
+	rc = SPI_execute_plan_extended(plan, &options);
+	if (rc < 0)
+		elog(ERROR, "harbor.%s: query failed: %s", lc->function, SPI_result_code_string(rc));
+	/* SPI leaves its procedure context current; stay in the call's */
+	MemoryContextSwitchTo(lc->cxt);
+	lc->queries++;
+	r->node->queries++;
+	lc->fetched += SPI_processed;
+	r->node->rows += SPI_processed;
+	loader_check_row_limit(lc, lc->fetched);
 }
 
 /* Orders the children of one parent by the target's primary key. */
@@ -269,18 +365,12 @@ node_add_instance(IncNode *n, LRow *row)
 	n->inst[n->ninst++] = row;
 }
 
-/*
- * Runs a kept plan on key arrays and checks that the result has the
- * columns the plan's info expects; SPI result stays until SPI_finish.
- */
+/* Runs a kept plan on the key arrays of keys (one array per key column). */
 static void
-run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **keys, int nkeys,
-		  int nexpected, Oid *expected, const char *what)
+run_keyed(LoadReceiver *r, SPIPlanPtr plan, KeyInfo *ki, Datum **keys, int nkeys)
 {
 	Datum	   *params = palloc(sizeof(Datum) * ki->n);
 	Datum	   *elems = palloc(sizeof(Datum) * Max(nkeys, 1));
-	int			rc;
-	int64		room = (int64) harbor_load_max_rows - lc->fetched;
 
 	for (int c = 0; c < ki->n; c++)
 	{
@@ -289,18 +379,38 @@ run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **key
 		params[c] = PointerGetDatum(construct_array(elems, nkeys, ki->types[c], ki->typlen[c],
 													ki->byval[c], ki->typalign[c]));
 	}
-	/* one row more than allowed tells that the limit is exceeded */
-	rc = SPI_execute_plan(plan, params, NULL, true, room + 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "harbor.%s: query failed: %s", lc->function, SPI_result_code_string(rc));
-	/* SPI leaves its procedure context current; stay in the call's */
-	MemoryContextSwitchTo(lc->cxt);
-	loader_check_result(SPI_tuptable, nexpected, expected, lc->function, what);
-	lc->queries++;
-	node->queries++;
-	lc->fetched += SPI_processed;
-	node->rows += SPI_processed;
-	loader_check_row_limit(lc, lc->fetched);
+	run_plan(r, plan, ki->n, ki->arraytypes, params, NULL);
+}
+
+/* A row of a relationship: key columns, then the target's columns. */
+static void
+relationship_row(LoadReceiver *r, Datum *rv, bool *rn)
+{
+	LoadCall   *lc = r->lc;
+	IncNode    *node = r->node;
+	RelInfo    *ri = node->ri;
+	Datum		key[INDEX_MAX_KEYS];
+	bool		hit;
+	Link	   *l;
+	LRow	   *row;
+
+	for (int k = 0; k < ri->nkey; k++)
+		key[k] = loader_key_normalise(&ri->key, k, rv[k]);
+	l = loader_keymap_get(r->links, key, loader_key_hash(&ri->key, key));
+	if (l == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("harbor.%s: a row of relationship \"%s\" matches none of the keys it was asked for",
+						lc->function, ri->label),
+				 errdetail("The database compares the key columns differently from their bytes, as a nondeterministic collation does."),
+				 errhint("Declare the relationship on columns whose equality is exact.")));
+	row = identity_row(lc, ri->target, r->idmap, rv, rn, ri->nkey, &hit);
+	if (hit)
+	{
+		node->hits++;
+		lc->hits++;
+	}
+	link_add(l, row);
 }
 
 /* Loads one include node: one query per chunk of parent keys not yet known. */
@@ -315,7 +425,11 @@ load_node(LoadCall *lc, IncNode *node)
 	Datum	  **pending = palloc(sizeof(Datum *) * Max(parent->ninst, 1));
 	int			npending = 0;
 	int			chunk = harbor_load_chunk_size;
+	LoadReceiver r;
 
+	receiver_init(&r, lc, node, relationship_row, ri->nresult, ri->restype, ri->label);
+	r.idmap = idmap;
+	r.links = links;
 	for (int p = 0; p < parent->ninst; p++)
 	{
 		LRow	   *prow = parent->inst[p];
@@ -370,44 +484,8 @@ load_node(LoadCall *lc, IncNode *node)
 	for (int start = 0; start < npending; start += chunk)
 	{
 		int			n = Min(chunk, npending - start);
-		SPITupleTable *tt;
-		int			natts;
-		Datum	   *vals;
-		bool	   *nulls;
 
-		run_keyed(lc, node, ri->plan, &ri->key, pending + start, n,
-				  ri->nresult, ri->restype, ri->label);
-		tt = SPI_tuptable;
-		natts = tt->tupdesc->natts;
-		deform_result(tt, SPI_processed, &vals, &nulls);
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			Datum	   *rv = vals + r * natts;
-			bool	   *rn = nulls + r * natts;
-			Datum		key[INDEX_MAX_KEYS];
-			bool		hit;
-			Link	   *l;
-			LRow	   *row;
-
-			CHECK_FOR_INTERRUPTS();
-			for (int k = 0; k < ri->nkey; k++)
-				key[k] = loader_key_normalise(&ri->key, k, rv[k]);
-			l = loader_keymap_get(links, key, loader_key_hash(&ri->key, key));
-			if (l == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("harbor.%s: a row of relationship \"%s\" matches none of the keys it was asked for",
-								lc->function, ri->label),
-						 errdetail("The database compares the key columns differently from their bytes, as a nondeterministic collation does."),
-						 errhint("Declare the relationship on columns whose equality is exact.")));
-			row = identity_row(lc, ri->target, idmap, rv, rn, ri->nkey, &hit);
-			if (hit)
-			{
-				node->hits++;
-				lc->hits++;
-			}
-			link_add(l, row);
-		}
+		run_keyed(&r, ri->plan, &ri->key, pending + start, n);
 		for (int i = start; i < start + n; i++)
 		{
 			Link	   *l = loader_keymap_get(links, pending[i], loader_key_hash(&ri->key, pending[i]));
@@ -648,27 +726,22 @@ begin_call(const char *function, LoadOutput output, const char *model, ArrayType
 	return lc;
 }
 
-/* Adds the roots in the current SPI result to the root node. */
+/* A root row of load() and get(): into the identity map. */
 static void
-take_roots(LoadCall *lc)
+keyed_root_row(LoadReceiver *r, Datum *values, bool *nulls)
 {
-	IncNode	   *root = lc->root;
-	KeyMap	   *idmap = call_map(lc, root->mi, NULL);
-	SPITupleTable *tt = SPI_tuptable;
-	int			natts = tt->tupdesc->natts;
-	Datum	   *vals;
-	bool	   *nulls;
+	bool		hit;
 
-	deform_result(tt, SPI_processed, &vals, &nulls);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		hit;
-		LRow	   *row;
+	identity_row(r->lc, r->node->mi, r->idmap, values, nulls, 0, &hit);
+}
 
-		CHECK_FOR_INTERRUPTS();
-		row = identity_row(lc, root->mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
-		node_add_instance(root, row);
-	}
+/* A root row of find(): listed in the order it comes. */
+static void
+found_root_row(LoadReceiver *r, Datum *values, bool *nulls)
+{
+	bool		hit;
+
+	node_add_instance(r->node, identity_row(r->lc, r->node->mi, r->idmap, values, nulls, 0, &hit));
 }
 
 /*
@@ -881,27 +954,12 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, LoadOutput output, Da
 	KeyMap	   *idmap = call_map(lc, mi, NULL);
 	SPIPlanPtr	plan = loader_root_plan(mi);
 	int			chunk = harbor_load_chunk_size;
+	LoadReceiver r;
 
+	receiver_init(&r, lc, lc->root, keyed_root_row, mi->ncols, mi->coltype, mi->model->name);
+	r.idmap = idmap;
 	for (int start = 0; start < nkeys; start += chunk)
-	{
-		int			n = Min(chunk, nkeys - start);
-
-		int			natts;
-		Datum	   *vals;
-		bool	   *nulls;
-
-		run_keyed(lc, lc->root, plan, &mi->pk, keys + start, n, mi->ncols, mi->coltype,
-				  mi->model->name);
-		natts = SPI_tuptable->tupdesc->natts;
-		deform_result(SPI_tuptable, SPI_processed, &vals, &nulls);
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		hit;
-
-			CHECK_FOR_INTERRUPTS();
-			identity_row(lc, mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
-		}
-	}
+		run_keyed(&r, plan, &mi->pk, keys + start, Min(chunk, nkeys - start));
 	/* in the order of ids; unknown ones are left out */
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -993,7 +1051,7 @@ harbor_find(PG_FUNCTION_ARGS)
 	FindQuery  *q = palloc0(sizeof(FindQuery));
 	int			plim;
 	int			poff;
-	int			rc;
+	LoadReceiver r;
 
 	initStringInfo(&q->sql);
 	appendStringInfo(&q->sql, "SELECT %s FROM %s t", mi->select_list, mi->relname);
@@ -1004,18 +1062,10 @@ harbor_find(PG_FUNCTION_ARGS)
 	poff = loader_find_add_param(q, INT8OID, Int64GetDatum(PG_ARGISNULL(5) ? 0 : PG_GETARG_INT32(5)), false);
 	appendStringInfo(&q->sql, " LIMIT $%d OFFSET $%d", plim, poff);
 
-	rc = SPI_execute_plan(loader_find_plan(mi, q->sql.data, q->nparams, q->types),
-						  q->values, q->nulls, true, (int64) harbor_load_max_rows + 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "harbor.find: query failed: %s", SPI_result_code_string(rc));
-	MemoryContextSwitchTo(lc->cxt);
-	loader_check_result(SPI_tuptable, mi->ncols, mi->coltype, lc->function, mi->model->name);
-	lc->queries++;
-	lc->root->queries++;
-	lc->fetched += SPI_processed;
-	lc->root->rows += SPI_processed;
-	loader_check_row_limit(lc, lc->fetched);
-	take_roots(lc);
+	receiver_init(&r, lc, lc->root, found_root_row, mi->ncols, mi->coltype, mi->model->name);
+	r.idmap = call_map(lc, mi, NULL);
+	run_plan(&r, loader_find_plan(mi, q->sql.data, q->nparams, q->types), q->nparams, q->types,
+			 q->values, q->nulls);
 	load_tree(lc);
 	PG_RETURN_DATUM(finish_call(lc, callercxt));
 }

@@ -52,6 +52,7 @@ typedef struct KeyInfo
 {
 	int			n;
 	Oid		   *types;
+	Oid		   *arraytypes;		/* InvalidOid if none */
 	bool	   *binary;			/* equal iff the bytes are equal */
 	int16	   *typlen;
 	bool	   *byval;
@@ -74,6 +75,8 @@ typedef struct ModelInfo
 	int			ncols;
 	Oid		   *coltype;		/* each mapped column's type in the catalog,
 								 * as statements return it */
+	int16	   *coltyplen;
+	bool	   *colbyval;
 	ConvKind   *conv;
 	Oid		   *basetype;
 	FmgrInfo   *outfn;			/* output function, or to_jsonb */
@@ -249,6 +252,27 @@ loader_key_normalise(KeyInfo *ki, int i, Datum d)
 	return d;
 }
 
+/*
+ * appendBinaryStringInfo without the call when there is room, for the
+ * text output's many short appends (no terminating NUL kept).
+ */
+static inline void
+loader_append(StringInfo buf, const char *data, int n)
+{
+	if (buf->len + n >= buf->maxlen)
+		enlargeStringInfo(buf, n);
+	memcpy(buf->data + buf->len, data, n);
+	buf->len += n;
+}
+
+static inline void
+loader_append_char(StringInfo buf, char c)
+{
+	if (buf->len + 1 >= buf->maxlen)
+		enlargeStringInfo(buf, 1);
+	buf->data[buf->len++] = c;
+}
+
 /* loader_json.c */
 extern ConvKind loader_conv_kind(Oid type, Oid *basetype);
 extern void loader_convert_value(ModelInfo *mi, int col, Datum d, bool isnull,
@@ -282,7 +306,7 @@ extern RelInfo *loader_rel_info(ModelInfo *parent, HarborRelationship *r);
 extern SPIPlanPtr loader_root_plan(ModelInfo *mi);
 extern SPIPlanPtr loader_find_plan(ModelInfo *mi, const char *sql, int nargs,
 								   Oid *argtypes);
-extern void loader_check_result(SPITupleTable *tt, int nexpected, Oid *expected,
+extern void loader_check_result(TupleDesc desc, int nexpected, Oid *expected,
 								const char *function, const char *what);
 
 #endif							/* HARBOR_LOADER_H */

@@ -234,7 +234,7 @@ loader_escape_json(StringInfo buf, const char *s, int len)
 		if (c >= ' ' && c != '"' && c != '\\')
 			continue;
 		if (p > run)
-			appendBinaryStringInfo(buf, run, p - run);
+			loader_append(buf, run, p - run);
 		run = p + 1;
 		switch (c)
 		{
@@ -263,10 +263,10 @@ loader_escape_json(StringInfo buf, const char *s, int len)
 				appendStringInfo(buf, "\\u%04x", (int) c);
 				continue;
 		}
-		appendBinaryStringInfo(buf, esc, 2);
+		loader_append(buf, esc, 2);
 	}
 	if (end > run)
-		appendBinaryStringInfo(buf, run, end - run);
+		loader_append(buf, run, end - run);
 	appendStringInfoCharMacro(buf, '"');
 }
 
@@ -299,25 +299,25 @@ render_value(ModelInfo *mi, int col, Datum d, bool isnull, StringInfo buf)
 
 	if (isnull)
 	{
-		appendBinaryStringInfo(buf, "null", 4);
+		loader_append(buf, "null", 4);
 		return;
 	}
 	switch (mi->conv[col])
 	{
 		case CONV_BOOL:
 			if (DatumGetBool(d))
-				appendBinaryStringInfo(buf, "true", 4);
+				loader_append(buf, "true", 4);
 			else
-				appendBinaryStringInfo(buf, "false", 5);
+				loader_append(buf, "false", 5);
 			break;
 		case CONV_INT2:
-			appendBinaryStringInfo(buf, num, pg_ltoa(DatumGetInt16(d), num));
+			loader_append(buf, num, pg_ltoa(DatumGetInt16(d), num));
 			break;
 		case CONV_INT4:
-			appendBinaryStringInfo(buf, num, pg_ltoa(DatumGetInt32(d), num));
+			loader_append(buf, num, pg_ltoa(DatumGetInt32(d), num));
 			break;
 		case CONV_INT8:
-			appendBinaryStringInfo(buf, num, pg_lltoa(DatumGetInt64(d), num));
+			loader_append(buf, num, pg_lltoa(DatumGetInt64(d), num));
 			break;
 		case CONV_NUMERIC:
 			append_numeric(buf, DatumGetNumeric(d));
@@ -389,9 +389,9 @@ loader_render_row(ModelInfo *mi, Datum *values, bool *nulls, StringInfo arena,
 		int			c = mi->text_order[i];
 
 		if (i > 0)
-			appendBinaryStringInfo(arena, ", ", 2);
+			loader_append(arena, ", ", 2);
 		pos[i] = (int32) (arena->len - start);
-		appendBinaryStringInfo(arena, mi->keytext[c], mi->keytextlen[c]);
+		loader_append(arena, mi->keytext[c], mi->keytextlen[c]);
 		render_value(mi, c, values[c], nulls[c], arena);
 	}
 	pos[mi->ncols] = (int32) (arena->len - start) + 2;

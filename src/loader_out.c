@@ -198,45 +198,45 @@ loader_write_object(LoadCall *lc, LRow *row, IncNode *node, StringInfo out)
 	const char *rowtext = lc->arena.data + row->textoff;
 
 	count_object(lc);
-	appendStringInfoCharMacro(out, '{');
+	loader_append_char(out, '{');
 	for (int i = 0; i < node->npieces; i++)
 	{
 		OutPiece   *p = &node->pieces[i];
 
 		if (i > 0)
-			appendBinaryStringInfo(out, ", ", 2);
+			loader_append(out, ", ", 2);
 		if (p->child == NULL)
 		{
 			int32		start = row->textpos[p->from];
 
-			appendBinaryStringInfo(out, rowtext + start, row->textpos[p->to + 1] - 2 - start);
+			loader_append(out, rowtext + start, row->textpos[p->to + 1] - 2 - start);
 		}
 		else
 		{
 			IncNode    *c = p->child;
 			Link	   *l = loader_node_link(c, row);
 
-			appendBinaryStringInfo(out, p->keytext, p->keylen);
+			loader_append(out, p->keytext, p->keylen);
 			if (c->ri->to_many)
 			{
 				int			n = l ? l->nrows : 0;
 
-				appendStringInfoCharMacro(out, '[');
+				loader_append_char(out, '[');
 				for (int e = 0; e < n; e++)
 				{
 					if (e > 0)
-						appendBinaryStringInfo(out, ", ", 2);
+						loader_append(out, ", ", 2);
 					loader_write_object(lc, l->rows[e], c, out);
 				}
-				appendStringInfoCharMacro(out, ']');
+				loader_append_char(out, ']');
 			}
 			else if (l != NULL && l->nrows > 0)
 				loader_write_object(lc, l->rows[0], c, out);
 			else
-				appendBinaryStringInfo(out, "null", 4);
+				loader_append(out, "null", 4);
 		}
 	}
-	appendStringInfoCharMacro(out, '}');
+	loader_append_char(out, '}');
 }
 
 static void

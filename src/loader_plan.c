@@ -163,6 +163,8 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 	mi->basetype = palloc(sizeof(Oid) * Max(m->ncolumns, 1));
 	mi->outfn = palloc0(sizeof(FmgrInfo) * Max(m->ncolumns, 1));
 	mi->colkey = palloc0(sizeof(JsonbValue) * Max(m->ncolumns, 1));
+	mi->coltyplen = palloc(sizeof(int16) * Max(m->ncolumns, 1));
+	mi->colbyval = palloc(sizeof(bool) * Max(m->ncolumns, 1));
 	mi->relname = harbor_quoted_relname(relid);
 	catalog_column_types(relid, m, mi->coltype);
 	initStringInfo(&buf);
@@ -188,6 +190,7 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 													 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL),
 							   &mi->outfn[i]);
 		}
+		get_typlenbyval(mi->coltype[i], &mi->coltyplen[i], &mi->colbyval[i]);
 		mi->colkey[i].type = jbvString;
 		mi->colkey[i].val.string.val = pstrdup(m->columns[i]);
 		mi->colkey[i].val.string.len = strlen(m->columns[i]);
@@ -543,10 +546,9 @@ loader_find_plan(ModelInfo *mi, const char *sql, int nargs, Oid *argtypes)
  * per column per statement, not per row.
  */
 void
-loader_check_result(SPITupleTable *tt, int nexpected, Oid *expected,
+loader_check_result(TupleDesc desc, int nexpected, Oid *expected,
 					const char *function, const char *what)
 {
-	TupleDesc	desc = tt->tupdesc;
 
 	if (desc->natts != nexpected)
 		ereport(ERROR,
