@@ -445,6 +445,25 @@ exec_ok(PGconn *c, const char *sql)
 	PQclear(res);
 }
 
+
+/*
+ * Runs the call of 'a' in a thread while session b holds item 8's row lock
+ * in an open transaction, checks that the call waits for it, then commits
+ * b and waits for the call to end.
+ */
+static void
+call_behind_row_lock(PGconn *b, call_args *a, const char *waits)
+{
+	pthread_t	t;
+
+	exec_ok(b, "BEGIN");
+	exec_ok(b, "UPDATE client_t.items SET label = label WHERE id = 8");
+	pthread_create(&t, NULL, call_thread, a);
+	CHECK(wait_for_lock_wait(admin, harbor_backend_pid(a->conn)), "%s", waits);
+	exec_ok(b, "COMMIT");
+	pthread_join(t, NULL);
+}
+
 static void
 test_serialization_retry(void)
 {
@@ -452,7 +471,6 @@ test_serialization_retry(void)
 	harbor_options opts;
 	harbor_conn *c;
 	PGconn	   *b = blocker();
-	pthread_t	t;
 	call_args	a;
 
 	/* every statement of this connection runs under REPEATABLE READ */
@@ -462,27 +480,17 @@ test_serialization_retry(void)
 	opts.retry_base_ms = 5;
 	c = connect_ok(conninfo, &opts);
 
-	exec_ok(b, "BEGIN");
-	exec_ok(b, "UPDATE client_t.items SET label = label WHERE id = 8");
 	a.conn = c;
 	a.kind = 0;
-	pthread_create(&t, NULL, call_thread, &a);
-	CHECK(wait_for_lock_wait(admin, harbor_backend_pid(c)), "reserve waits on the locked row");
-	exec_ok(b, "COMMIT");
-	pthread_join(t, NULL);
+	call_behind_row_lock(b, &a, "reserve waits on the locked row");
 	expect(c, a.st, HARBOR_OK, "serialization failure retried to success");
 	CHECK(harbor_last_retries(c) >= 1, "it took %d retry(ies)", harbor_last_retries(c));
 
 	/* inside the caller's transaction: no retry, the caller decides */
 	harbor_release(c, "retry-order", NULL, NULL);
-	exec_ok(b, "BEGIN");
-	exec_ok(b, "UPDATE client_t.items SET label = label WHERE id = 8");
 	expect(c, harbor_begin(c, "repeatable read"), HARBOR_OK, "begin repeatable read");
 	a.st = HARBOR_OK;
-	pthread_create(&t, NULL, call_thread, &a);
-	CHECK(wait_for_lock_wait(admin, harbor_backend_pid(c)), "reserve waits again");
-	exec_ok(b, "COMMIT");
-	pthread_join(t, NULL);
+	call_behind_row_lock(b, &a, "reserve waits again");
 	expect(c, a.st, HARBOR_RETRYABLE, "inside a transaction the conflict is returned");
 	CHECK(harbor_last_retries(c) == 0 && strcmp(harbor_sqlstate(c), "40001") == 0,
 		  "not retried, sqlstate 40001");
@@ -497,12 +505,7 @@ test_serialization_retry(void)
 		harbor_close(c);
 		c = connect_ok(conninfo, &none);
 		a.conn = c;
-		exec_ok(b, "BEGIN");
-		exec_ok(b, "UPDATE client_t.items SET label = label WHERE id = 8");
-		pthread_create(&t, NULL, call_thread, &a);
-		CHECK(wait_for_lock_wait(admin, harbor_backend_pid(c)), "reserve waits a third time");
-		exec_ok(b, "COMMIT");
-		pthread_join(t, NULL);
+		call_behind_row_lock(b, &a, "reserve waits a third time");
 		expect(c, a.st, HARBOR_RETRYABLE, "max_retries = 0 gives the conflict back");
 	}
 	harbor_close(c);

@@ -22,33 +22,10 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/cluster.sh
 
-tests=0
-failures=0
+. test/lib/tap.sh
 
-ok() {
-  tests=$((tests + 1))
-  echo "ok $tests - $1"
-}
-
-not_ok() {
-  tests=$((tests + 1))
-  failures=$((failures + 1))
-  echo "not ok $tests - $1"
-  [ $# -gt 1 ] && printf '#   %s\n' "$2"
-}
-
-# check DESCRIPTION GOT EXPECTED
-check() {
-  if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
-}
-
-# q SQL...: the result in database shop (rows |-separated), errors to
-# stdout.  Each SQL argument is its own transaction.
-q() {
-  local args=()
-  for c in "$@"; do args+=(-c "$c"); done
-  psql -X -A -t -q -v ON_ERROR_STOP=1 -d shop "${args[@]}" 2>&1
-}
+# q SQL...: the result in database shop (see psql_in).
+q() { psql_in shop "$@"; }
 
 # as ROLE SQL: one transaction in database shop as ROLE (SET ROLE).
 as() {
@@ -56,53 +33,7 @@ as() {
 }
 
 # wait_for DESCRIPTION SECONDS SQL EXPECTED: polls until SQL gives EXPECTED.
-wait_for() {
-  local desc=$1 secs=$2 sql=$3 want=$4 got=""
-  local deadline=$(( $(date +%s) + secs ))
-  while :; do
-    got=$(q "$sql")
-    if [ "$got" = "$want" ]; then ok "$desc"; return 0; fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      not_ok "$desc" "after ${secs}s: got '$got', expected '$want'"
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
-server_log() {
-  cat "$(dirname "$PG_CLUSTER_CONF_ROOT")"/log/*.log
-}
-
-wait_log() {
-  local desc=$1 secs=$2 pattern=$3 got
-  local deadline=$(( $(date +%s) + secs ))
-  while :; do
-    got=$(server_log | grep -c -- "$pattern")
-    if [ "$got" -ge 1 ]; then ok "$desc"; return 0; fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      not_ok "$desc" "after ${secs}s: no log line matches '$pattern'"
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
-finish() {
-  echo "1..$tests"
-  if [ "$failures" -gt 0 ]; then
-    echo "# $failures of $tests failed; server log:"
-    server_log | grep -v '^\s*$' | tail -40 | sed 's/^/#   /'
-    exit 1
-  fi
-  exit 0
-}
-
-bail() {
-  not_ok "$1" "${2:-}"
-  echo "Bail out! $1"
-  finish
-}
+wait_for() { wait_until "$1" "$2" "$4" q "$3"; }
 
 # ---------------------------------------------------------------------
 # Set-up: two owners, two registered stock tables, the attack.

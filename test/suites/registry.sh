@@ -8,10 +8,7 @@ cd "$(dirname "$0")/../.."
 
 in_cluster -- bash -s <<'INNER'
 set -uo pipefail
-fail=0
-check() {  # check NAME EXPECTED ACTUAL
-  if [ "$2" = "$3" ]; then echo "ok - $1"; else echo "not ok - $1: expected [$2], got [$3]"; fail=1; fi
-}
+. test/lib/tap.sh
 q() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
 
 createdb src
@@ -34,7 +31,7 @@ SELECT harbor.describe('crates')->>'name';
 SQL
 )
 check "a cached backend sees registrations made by other sessions" \
-  "$(printf 'ports\nports,shipments\ncrates')" "$out"
+  "$out" "$(printf 'ports\nports,shipments\ncrates')"
 out=$(q -d src -c "SELECT harbor.describe('crates')->>'name'" 2>&1; \
       q -d src <<'SQL' 2>&1
 SELECT harbor.describe('crates')->>'name';
@@ -43,8 +40,8 @@ SELECT harbor.describe('crates');
 SQL
 )
 case "$out" in
-  *'model "crates" does not exist'*) echo "ok - a cached backend forgets a model unregistered elsewhere" ;;
-  *) echo "not ok - stale cache after unregister: $out"; fail=1 ;;
+  *'model "crates" does not exist'*) ok "a cached backend forgets a model unregistered elsewhere" ;;
+  *) not_ok "stale cache after unregister" "$out" ;;
 esac
 q -d src -c "SELECT harbor.register_model('crates')" >/dev/null
 
@@ -52,18 +49,18 @@ q -d src -c "SELECT harbor.register_model('crates')" >/dev/null
 before=$(q -d src -c "SELECT name, relation, primary_key FROM harbor.models ORDER BY 1;
                       SELECT model, name, kind, target, local_columns, remote_columns, explicit, ambiguous
                         FROM harbor.relationships ORDER BY 1, 2, 5")
-pg_dump -Fc -d src -f /tmp/harbor_registry_dump.$$ || fail=1
+pg_dump -Fc -d src -f /tmp/harbor_registry_dump.$$ || not_ok "pg_dump"
 createdb dst
-pg_restore -d dst /tmp/harbor_registry_dump.$$ 2>&1 | grep -v '^$' && { echo "not ok - pg_restore reported errors"; fail=1; }
+pg_restore -d dst /tmp/harbor_registry_dump.$$ 2>&1 | grep -v '^$' && not_ok "pg_restore reported errors"
 rm -f /tmp/harbor_registry_dump.$$
 after=$(q -d dst -c "SELECT name, relation, primary_key FROM harbor.models ORDER BY 1;
                      SELECT model, name, kind, target, local_columns, remote_columns, explicit, ambiguous
                        FROM harbor.relationships ORDER BY 1, 2, 5")
-check "models and relationships survive pg_dump/restore" "$before" "$after"
-check "the restored registry has the declared relationship" "departures" \
-  "$(q -d dst -c "SELECT name FROM harbor.relationships WHERE explicit")"
-check "the restored registry is in step with the catalog" "" "$(q -d dst -c 'SELECT * FROM harbor.check_models()')"
-check "the restored registry still follows DDL" "{id,code,country}" \
-  "$(q -d dst -c "ALTER TABLE ports ADD COLUMN country text" -c "SELECT columns FROM harbor.models WHERE name = 'ports'")"
-exit $fail
+check "models and relationships survive pg_dump/restore" "$after" "$before"
+check "the restored registry has the declared relationship" \
+  "$(q -d dst -c "SELECT name FROM harbor.relationships WHERE explicit")" departures
+check "the restored registry is in step with the catalog" "$(q -d dst -c 'SELECT * FROM harbor.check_models()')" ""
+check "the restored registry still follows DDL" \
+  "$(q -d dst -c "ALTER TABLE ports ADD COLUMN country text" -c "SELECT columns FROM harbor.models WHERE name = 'ports'")" "{id,code,country}"
+finish
 INNER

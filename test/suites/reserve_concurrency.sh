@@ -23,16 +23,8 @@ if [ "${1:-}" != inside ]; then
   exit $?
 fi
 
-tests=0
-failures=0
-ok() { tests=$((tests + 1)); echo "ok $tests - $1"; }
-not_ok() {
-  tests=$((tests + 1)); failures=$((failures + 1))
-  echo "not ok $tests - $1"
-  [ $# -gt 1 ] && printf '#   %s\n' "$2"
-}
-check() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi; }
-q() { psql -X -A -t -q -v ON_ERROR_STOP=1 -d rsvtest -c "$1" 2>&1; }
+. test/lib/tap.sh
+q() { psql_in rsvtest "$1"; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

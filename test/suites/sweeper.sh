@@ -11,34 +11,10 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . test/lib/cluster.sh
 
-tests=0
-failures=0
+. test/lib/tap.sh
 
-ok() {
-  tests=$((tests + 1))
-  echo "ok $tests - $1"
-}
-
-not_ok() {
-  tests=$((tests + 1))
-  failures=$((failures + 1))
-  echo "not ok $tests - $1"
-  [ $# -gt 1 ] && printf '#   %s\n' "$2"
-}
-
-# check DESCRIPTION GOT EXPECTED
-check() {
-  if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', expected '$3'"; fi
-}
-
-# q DB SQL...: the result (rows |-separated), no decoration; errors to
-# stdout.  Each SQL argument is its own transaction.
-q() {
-  local db=$1 args=()
-  shift
-  for c in "$@"; do args+=(-c "$c"); done
-  psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$db" "${args[@]}" 2>&1
-}
+# q DB SQL...: see psql_in.
+q() { psql_in "$@"; }
 
 # sqlstate DB SQL: the SQLSTATE the statement fails with, or "ok".
 sqlstate() {
@@ -49,61 +25,7 @@ sqlstate() {
 }
 
 # wait_for DESCRIPTION SECONDS DB SQL EXPECTED: polls until SQL gives EXPECTED.
-wait_for() {
-  local desc=$1 secs=$2 db=$3 sql=$4 want=$5 got=""
-  local deadline=$(( $(date +%s) + secs ))
-  while :; do
-    got=$(q "$db" "$sql")
-    if [ "$got" = "$want" ]; then ok "$desc"; return 0; fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      not_ok "$desc" "after ${secs}s: got '$got', expected '$want'"
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
-# Server log of the pg_virtualenv cluster.
-server_log() {
-  cat "$(dirname "$PG_CLUSTER_CONF_ROOT")"/log/*.log
-}
-
-log_count() {
-  server_log | grep -c -- "$1"
-}
-
-# wait_log DESCRIPTION SECONDS PATTERN COUNT: polls until the log has COUNT
-# lines matching PATTERN.
-wait_log() {
-  local desc=$1 secs=$2 pattern=$3 want=$4 got
-  local deadline=$(( $(date +%s) + secs ))
-  while :; do
-    got=$(log_count "$pattern")
-    if [ "$got" = "$want" ]; then ok "$desc"; return 0; fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      not_ok "$desc" "after ${secs}s: $got log lines match '$pattern', expected $want"
-      return 1
-    fi
-    sleep 0.2
-  done
-}
-
-finish() {
-  echo "1..$tests"
-  if [ "$failures" -gt 0 ]; then
-    echo "# $failures of $tests failed; server log:"
-    server_log | tail -60 | sed 's/^/#   /'
-    exit 1
-  fi
-  exit 0
-}
-
-# bail DESCRIPTION: a set-up step failed; later checks would only time out.
-bail() {
-  not_ok "$1"
-  echo "Bail out! $1"
-  finish
-}
+wait_for() { wait_until "$1" "$2" "$5" q "$3" "$4"; }
 
 # A shop: the extension, a stock table with a CHECK, registered and enabled.
 make_shop() {

@@ -12,10 +12,7 @@ cd "$(dirname "$0")/../.."
 
 in_cluster -- bash -s <<'INNER'
 set -uo pipefail
-fail=0
-check() {  # check NAME EXPECTED ACTUAL
-  if [ "$2" = "$3" ]; then echo "ok - $1"; else echo "not ok - $1: expected [$2], got [$3]"; fail=1; fi
-}
+. test/lib/tap.sh
 q() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
 
 # What makes up an installed harbor_orm, one line per fact, sorted.
@@ -80,17 +77,17 @@ createdb fresh
 q -d fresh -c "CREATE EXTENSION harbor_orm" >/dev/null
 createdb old
 q -d old -c "CREATE EXTENSION harbor_orm VERSION '0.1.0'" >/dev/null
-check "0.1.0 installs" "0.1.0" "$(q -d old -c "SELECT extversion FROM pg_extension WHERE extname = 'harbor_orm'")"
+check "0.1.0 installs" "$(q -d old -c "SELECT extversion FROM pg_extension WHERE extname = 'harbor_orm'")" 0.1.0
 fill_shop old >/dev/null
 q -d old -c "ALTER EXTENSION harbor_orm UPDATE" >/dev/null
 check "ALTER EXTENSION UPDATE reaches the default version" \
-  "$(sed -n "s/^default_version = '\(.*\)'/\1/p" harbor_orm.control)" \
-  "$(q -d old -c "SELECT extversion FROM pg_extension WHERE extname = 'harbor_orm'")"
+  "$(q -d old -c "SELECT extversion FROM pg_extension WHERE extname = 'harbor_orm'")" \
+  "$(sed -n "s/^default_version = '\(.*\)'/\1/p" harbor_orm.control)"
 
 diff <(describe_extension fresh | sort) <(describe_extension old | sort) > /tmp/harbor_upgrade.diff
-check "an upgraded database has exactly the objects of a fresh install" "" "$(head -40 /tmp/harbor_upgrade.diff)"
-check "the comparison saw the objects" "yes" \
-  "$(describe_extension fresh | grep -c '^function harbor.reserve_stock(bigint' | sed "s/^1$/yes/")"
+check "an upgraded database has exactly the objects of a fresh install" "$(head -40 /tmp/harbor_upgrade.diff)" ""
+check "the comparison saw the objects" \
+  "$(describe_extension fresh | grep -c '^function harbor.reserve_stock(bigint' | sed "s/^1$/yes/")" yes
 
 sleep_until_expired() {  # the 1 ms hold above
   q -d old -c "SELECT pg_sleep(0.01)" >/dev/null
@@ -109,9 +106,8 @@ SELECT harbor.get('products', 1, '{brand,variants}')->'brand'->>'name';
 SQL
 )
 check "holds made under 0.1.0 keep working after the update" \
-  "$(printf '3\nt\n1\n1\n1\n0\no-active:confirmed,o-confirmed:confirmed,o-expiring:expired,o-new:released,o-released:released\n60\nHarbor')" \
-  "$out"
+  "$out" \
+  "$(printf '3\nt\n1\n1\n1\n0\no-active:confirmed,o-confirmed:confirmed,o-expiring:expired,o-new:released,o-released:released\n60\nHarbor')"
 
-[ "$fail" -eq 0 ] && echo "upgrade: all checks passed"
-exit "$fail"
+finish
 INNER
