@@ -143,6 +143,16 @@ SELECT pg_temp.lt_same('bins', ARRAY[ROW('B', 1), ROW('A', 1), ROW('Z', 9), NULL
        pg_temp.lt_same('placements', ARRAY[1, 4], '{bins}') AS composite_fk,
        pg_temp.lt_same('typed', ARRAY[2, 1]) AS every_type,
        pg_temp.lt_same('texts', ARRAY[1, 2, 3, 4, 5]) AS text_and_numbers;
+-- get_text and find_text: the text get()::text and find()::text give
+SELECT harbor.get_text('products', 1, '{brand, tags, variants.placements}') = harbor.get('products', 1, '{brand, tags, variants.placements}')::text AS get_same,
+       harbor.get_text('bins', ROW('A', 1), '{placements}') = harbor.get('bins', ROW('A', 1), '{placements}')::text AS get_composite,
+       harbor.get_text('products', 42) IS NULL AS unknown_is_null, harbor.get_text('products', NULL::int) IS NULL AS null_is_null,
+       harbor.find_text('products', '{"price_cents": {"gte": 900}}', '{brand, variants}', '{price_cents desc}', 3, 1)
+         = harbor.find('products', '{"price_cents": {"gte": 900}}', '{brand, variants}', '{price_cents desc}', 3, 1)::text AS find_same,
+       harbor.find_text('texts') = harbor.find('texts')::text AS find_texts,
+       harbor.find_text('products', '{"id": 0}') AS find_none;
+SELECT harbor.get_text('texts', 1);
+SELECT harbor.find_text('nope');
 SELECT harbor.load_text('products', ARRAY[4, 1], '{brand, variants}');
 SELECT harbor.load_text('texts', ARRAY[2, 4]);
 SELECT harbor.last_load_stats()->>'function' AS function, harbor.last_load_stats()->'queries' AS queries;
@@ -155,7 +165,8 @@ SELECT harbor.load_text('bins', ARRAY['A']);
 -- a schema first in the path with operators for the key types, objects in
 -- pg_temp, or an empty path change nothing
 SELECT p.proname, p.proconfig FROM pg_proc p
- WHERE p.pronamespace = 'harbor'::regnamespace AND p.proname IN ('load', 'load_text', 'get', 'find')
+ WHERE p.pronamespace = 'harbor'::regnamespace
+   AND p.proname IN ('load', 'load_text', 'get', 'get_text', 'find', 'find_text')
  ORDER BY 1;
 CREATE SCHEMA lt_hostile;
 CREATE FUNCTION lt_hostile.boom_agg(bigint) RETURNS bigint LANGUAGE plpgsql AS
@@ -191,6 +202,8 @@ CREATE TEMP VIEW lt_cases AS VALUES
     (4, 'load_text', $$SELECT (harbor.load_text('products', ARRAY[3, 1, 5], '{variants, brand, tags}'))::pg_catalog.text$$),
     (5, 'get', $$SELECT (harbor.get('bins', ROW('A', 1), '{placements}'))::pg_catalog.text$$),
     (6, 'get', $$SELECT (harbor.get('products', 1, '{tags.products}'))::pg_catalog.text$$),
+    (10, 'get_text', $$SELECT (harbor.get_text('bins', ROW('A', 1), '{placements.variant}'))::pg_catalog.text$$),
+    (11, 'find_text', $$SELECT (harbor.find_text('products', '{"sku": {"ilike": "%a%"}, "id": {"in": [1, 2, 3], "ne": 2}}', '{tags, brand}'))::pg_catalog.text$$),
     (7, 'find', $$SELECT (harbor.find('products', '{"price_cents": {"gte": 900, "lt": 4000}, "sku": {"like": "%A%"}, "name": {"ilike": "%a%"}}', '{brand}', '{name desc}'))::pg_catalog.text$$),
     (8, 'find', $$SELECT (harbor.find('products', '{"id": {"in": [1, 2, 3]}, "sku": {"ne": "CAP"}, "brand_id": {"lte": 2, "gt": 0}}', '{tags}', lim => 5))::pg_catalog.text$$),
     (9, 'find', $$SELECT (harbor.find('variants', '{"size": "M", "stock_qty": {"eq": 0}}', '{product}'))::pg_catalog.text$$);

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * loader.c
- *	  Batched relation loading: harbor.load(), harbor.get(), harbor.find()
- *	  and harbor.last_load_stats(); the SQL entry points and the life of one
+ *	  Batched relation loading: harbor.load(), harbor.get(), harbor.find(),
+ *	  their JSON text forms (load_text, get_text, find_text) and
+ *	  harbor.last_load_stats(); the SQL entry points and the life of one
  *	  call.
  *
  * A call loads the root rows with one query, then walks the include tree
@@ -56,7 +57,9 @@
 PG_FUNCTION_INFO_V1(harbor_load);
 PG_FUNCTION_INFO_V1(harbor_load_text);
 PG_FUNCTION_INFO_V1(harbor_get);
+PG_FUNCTION_INFO_V1(harbor_get_text);
 PG_FUNCTION_INFO_V1(harbor_find);
+PG_FUNCTION_INFO_V1(harbor_find_text);
 PG_FUNCTION_INFO_V1(harbor_last_load_stats);
 
 /* ---------------------------------------------------------------------
@@ -170,7 +173,7 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	*hit = false;
 
 	/* one allocation for the row, its values, nulls, output and key */
-	textout = (lc->output == OUT_TEXT_ARRAY);
+	textout = LOAD_OUTPUT_IS_TEXT(lc->output);
 	mem = palloc(MAXALIGN(sizeof(LRow)) + MAXALIGN(sizeof(Datum) * mi->ncols) +
 				 (textout ? MAXALIGN(sizeof(int32) * (mi->ncols + 1)) :
 				  MAXALIGN(sizeof(JsonbValue) * mi->ncols)) +
@@ -719,7 +722,7 @@ begin_call(const char *function, LoadOutput output, const char *model, ArrayType
 	lc->function = function;
 	lc->output = output;
 	lc->cxt = cxt;
-	if (output == OUT_TEXT_ARRAY)
+	if (LOAD_OUTPUT_IS_TEXT(output))
 		initStringInfo(&lc->arena);
 	build_include_tree(lc, loader_model_info(m->relid, m->name), include);
 	loader_prepare_slots(lc->root);
@@ -763,7 +766,7 @@ finish_call(LoadCall *lc, MemoryContext callercxt)
 		MemoryContextSwitchTo(callercxt);
 		initStringInfo(&out);
 		enlargeStringInfo(&out, Min(VARHDRSZ + 2 + (int64) lc->arena.len + 16 * (int64) root->ninst,
-								64 * 1024 * 1024));
+									64 * 1024 * 1024));
 		out.len = VARHDRSZ;
 		appendStringInfoCharMacro(&out, '[');
 		for (int i = 0; i < root->ninst; i++)
@@ -776,6 +779,21 @@ finish_call(LoadCall *lc, MemoryContext callercxt)
 		SET_VARSIZE(out.data, out.len);
 		result = PointerGetDatum(out.data);
 		MemoryContextSwitchTo(lc->cxt);
+	}
+	else if (lc->output == OUT_TEXT_SINGLE)
+	{
+		if (root->ninst > 0)
+		{
+			StringInfoData out;
+
+			MemoryContextSwitchTo(callercxt);
+			initStringInfo(&out);
+			out.len = VARHDRSZ;
+			loader_write_object(lc, root->inst[0], root, &out);
+			SET_VARSIZE(out.data, out.len);
+			result = PointerGetDatum(out.data);
+			MemoryContextSwitchTo(lc->cxt);
+		}
 	}
 	else
 	{
@@ -1013,15 +1031,16 @@ harbor_load(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(load_array(fcinfo, "load", OUT_JSONB_ARRAY));
 }
 
-/* load() as JSON text, written directly: the text load()::text would give. */
+/* load() as JSON text, written directly: the text load()::text gives. */
 Datum
 harbor_load_text(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_DATUM(load_array(fcinfo, "load_text", OUT_TEXT_ARRAY));
 }
 
-Datum
-harbor_get(PG_FUNCTION_ARGS)
+/* get() and get_text(): one object or NULL */
+static Datum
+get_one(FunctionCallInfo fcinfo, const char *function, LoadOutput output)
 {
 	Datum		elem;
 	bool		isnull = PG_ARGISNULL(1);
@@ -1031,21 +1050,35 @@ harbor_get(PG_FUNCTION_ARGS)
 	{
 		/* nothing to load, but the model must still exist */
 		loader_model_lookup(model_arg(fcinfo));
-		PG_RETURN_NULL();
+		fcinfo->isnull = true;
+		return (Datum) 0;
 	}
 	elem = PG_GETARG_DATUM(1);
-	result = load_by_ids(fcinfo, "get", OUT_JSONB_SINGLE, &elem, &isnull, 1,
+	result = load_by_ids(fcinfo, function, output, &elem, &isnull, 1,
 						 get_fn_expr_argtype(fcinfo->flinfo, 1), include_arg(fcinfo, 2));
 	if (result == (Datum) 0)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
+		fcinfo->isnull = true;
+	return result;
 }
 
 Datum
-harbor_find(PG_FUNCTION_ARGS)
+harbor_get(PG_FUNCTION_ARGS)
+{
+	return get_one(fcinfo, "get", OUT_JSONB_SINGLE);
+}
+
+Datum
+harbor_get_text(PG_FUNCTION_ARGS)
+{
+	return get_one(fcinfo, "get_text", OUT_TEXT_SINGLE);
+}
+
+/* find() and find_text() */
+static Datum
+find_rows(FunctionCallInfo fcinfo, const char *function, LoadOutput output)
 {
 	MemoryContext callercxt;
-	LoadCall   *lc = begin_call("find", OUT_JSONB_ARRAY, model_arg(fcinfo), include_arg(fcinfo, 2),
+	LoadCall   *lc = begin_call(function, output, model_arg(fcinfo), include_arg(fcinfo, 2),
 								&callercxt);
 	ModelInfo  *mi = lc->root->mi;
 	FindQuery  *q = palloc0(sizeof(FindQuery));
@@ -1067,7 +1100,19 @@ harbor_find(PG_FUNCTION_ARGS)
 	run_plan(&r, loader_find_plan(mi, q->sql.data, q->nparams, q->types), q->nparams, q->types,
 			 q->values, q->nulls);
 	load_tree(lc);
-	PG_RETURN_DATUM(finish_call(lc, callercxt));
+	return finish_call(lc, callercxt);
+}
+
+Datum
+harbor_find(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(find_rows(fcinfo, "find", OUT_JSONB_ARRAY));
+}
+
+Datum
+harbor_find_text(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(find_rows(fcinfo, "find_text", OUT_TEXT_ARRAY));
 }
 
 Datum

@@ -140,8 +140,11 @@ typedef enum LoadOutput
 {
 	OUT_JSONB_ARRAY,			/* load, find */
 	OUT_JSONB_SINGLE,			/* get */
-	OUT_TEXT_ARRAY				/* load_text */
+	OUT_TEXT_ARRAY,				/* load_text, find_text */
+	OUT_TEXT_SINGLE				/* get_text */
 } LoadOutput;
+
+#define LOAD_OUTPUT_IS_TEXT(o) ((o) == OUT_TEXT_ARRAY || (o) == OUT_TEXT_SINGLE)
 
 /* A row in the identity map. */
 typedef struct LRow

@@ -26,7 +26,7 @@ SELECT function_returns('harbor', 'describe', ARRAY['text'], 'jsonb');
 SELECT is_empty($$
     SELECT p.proname FROM pg_proc p
      WHERE p.pronamespace = 'harbor'::regnamespace
-       AND p.proname NOT IN ('load', 'load_text', 'get', 'find')
+       AND p.proname NOT IN ('load', 'load_text', 'get', 'get_text', 'find', 'find_text')
        AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')
 $$, 'every harbor function sets search_path');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p

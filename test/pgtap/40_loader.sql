@@ -3,7 +3,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
-SELECT plan(63);
+SELECT plan(66);
 
 CREATE SCHEMA ltap;
 CREATE TABLE ltap.brands (id serial PRIMARY KEY, name text NOT NULL);
@@ -82,6 +82,12 @@ INSERT INTO ltap.brands (name) VALUES (E'ünï \u00e9 ✓ 😀 "q" \\ \n\t\u0001
 SELECT ok(pg_temp.text_matches('brands', ARRAY[3, 1]), 'load_text: unicode and escapes');
 SELECT is(harbor.load_text('brands', ARRAY[3])::jsonb -> 0 ->> 'name', E'ünï \u00e9 ✓ 😀 "q" \\ \n\t\u0001',
           'load_text: a string reads back as it was');
+SELECT is(harbor.get_text('bins', ROW('A', 1), '{placements}'), harbor.get('bins', ROW('A', 1), '{placements}')::text,
+          'get_text: the text get()::text gives');
+SELECT is(harbor.get_text('products', 0), NULL, 'get_text of an unknown id returns NULL');
+SELECT is(harbor.find_text('products', '{"brand_id": {"in": [1]}}', '{variants, tags}', '{price_cents desc}', 5, 2),
+          harbor.find('products', '{"brand_id": {"in": [1]}}', '{variants, tags}', '{price_cents desc}', 5, 2)::text,
+          'find_text: the text find()::text gives');
 SELECT throws_ok($$SELECT harbor.load_text('nope', ARRAY[1])$$, '42704', NULL, 'load_text: unknown model');
 SET LOCAL harbor_orm.load_max_rows = 50;
 SELECT throws_ok($$SELECT harbor.load_text('products', ARRAY(SELECT generate_series(1, 20)), '{variants}')$$, '54000', NULL,
