@@ -2,7 +2,8 @@
  *
  * loader_json.c
  *	  Column values to JsonbValues for the relation loader, rendered as
- *	  to_jsonb renders them.
+ *	  to_jsonb renders them, and the same values as JSON text for the text
+ *	  output (load_text), exactly as jsonb_out prints those JsonbValues.
  *
  * Scalars are converted here, without going through text where the jsonb
  * value can be taken from the datum directly; types whose rendering needs
@@ -103,6 +104,22 @@ jsonb_to_tree(Jsonb *jb, JsonbValue *out)
 	*out = *res;
 }
 
+/*
+ * A float as to_jsonb holds it: the numeric its output text reads as, or
+ * NULL for NaN and infinities, which become strings (*text).
+ */
+static Numeric
+float_numeric(ModelInfo *mi, int col, Datum d, char **text)
+{
+	double		f = (mi->basetype[col] == FLOAT4OID) ? DatumGetFloat4(d) : DatumGetFloat8(d);
+
+	*text = OutputFunctionCall(&mi->outfn[col], d);
+	if (isnan(f) || isinf(f))
+		return NULL;
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(*text),
+											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+}
+
 void
 loader_set_string(JsonbValue *v, char *s)
 {
@@ -156,18 +173,15 @@ loader_convert_value(ModelInfo *mi, int col, Datum d, bool isnull, JsonbValue *v
 			break;
 		case CONV_FLOAT:
 			{
-				char	   *s = OutputFunctionCall(&mi->outfn[col], d);
-				double		f = (mi->basetype[col] == FLOAT4OID) ?
-				DatumGetFloat4(d) : DatumGetFloat8(d);
+				char	   *s;
+				Numeric		n = float_numeric(mi, col, d, &s);
 
-				if (isnan(f) || isinf(f))
+				if (n == NULL)
 					loader_set_string(v, s);
 				else
 				{
 					v->type = jbvNumeric;
-					v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-																		 ObjectIdGetDatum(InvalidOid),
-																		 Int32GetDatum(-1)));
+					v->val.numeric = n;
 				}
 			}
 			break;
@@ -324,17 +338,13 @@ render_value(ModelInfo *mi, int col, Datum d, bool isnull, StringInfo buf)
 			break;
 		case CONV_FLOAT:
 			{
-				char	   *s = OutputFunctionCall(&mi->outfn[col], d);
-				double		f = (mi->basetype[col] == FLOAT4OID) ?
-				DatumGetFloat4(d) : DatumGetFloat8(d);
+				char	   *s;
+				Numeric		n = float_numeric(mi, col, d, &s);
 
-				/* jsonb holds it as the numeric its text reads as */
-				if (isnan(f) || isinf(f))
+				if (n == NULL)
 					append_cstring_json(buf, s);
 				else
-					append_numeric(buf, DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-																			ObjectIdGetDatum(InvalidOid),
-																			Int32GetDatum(-1))));
+					append_numeric(buf, n);
 			}
 			break;
 		case CONV_TEXT:
