@@ -70,7 +70,10 @@ check-meta:
 	@grep -q '"version": "$(EXTVERSION)"' META.json || { echo "META.json version differs from harbor_orm.control ($(EXTVERSION))"; exit 1; }
 .PHONY: check-meta
 
-# A PGXN distribution: the committed tree as harbor_orm-<version>.zip.
+# A PGXN distribution: the committed tree (HEAD) as
+# $(DISTDIR)/harbor_orm-<version>.zip, every file under harbor_orm-<version>/.
+# test/suites/release.sh validates it (test/lib/pgxn_meta.py) and builds it.
+DISTDIR    ?= .
 dist:
-	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(EXTENSION)-$(EXTVERSION).zip HEAD
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(DISTDIR)/$(EXTENSION)-$(EXTVERSION).zip HEAD
 .PHONY: dist

@@ -6,6 +6,12 @@
 # IPC::Run and prove (for the Perl TAP tests), SQLsmith, and Debian's Python
 # packages for python/ (psycopg 3, psycopg2, SQLAlchemy, pytest, venv).
 # Does nothing when all is there.
+#
+#   scripts/install_deps.sh               what building and testing need
+#   scripts/install_deps.sh --packaging   what building the Debian packages
+#                                         needs (debhelper, pg_buildext from
+#                                         postgresql-server-dev-all, lintian);
+#                                         the debs suite asks for these itself
 set -euo pipefail
 
 packages=(
@@ -28,6 +34,18 @@ packages=(
   perl
   sqlsmith
 )
+if [ "${1:-}" = --packaging ]; then
+  packages=(
+    build-essential
+    dpkg-dev
+    fakeroot
+    debhelper
+    postgresql-server-dev-all
+    libpq-dev
+    pkg-config
+    lintian
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
