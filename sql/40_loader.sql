@@ -241,11 +241,12 @@ END $$;
 SELECT count(*) AS cases, count(*) FILTER (WHERE out IS NULL) AS nulls FROM lt_expected;
 BEGIN;
 SELECT pg_temp.lt_check('lt_hostile, pg_catalog');
--- the registry rebuilt (after a change) under the hostile path
-SELECT harbor.register_model('lt.texts') IS NOT NULL AS registered;
+-- the registry rebuilt under the hostile path (ANALYZE's catalog update
+-- of harbor.model makes the registry snapshot stale)
+ANALYZE harbor.model;
 SELECT pg_temp.lt_check('lt_hostile, pg_catalog, pg_temp');
 SELECT pg_temp.lt_check('');
-SELECT harbor.register_model('lt.texts') IS NOT NULL AS registered;
+ANALYZE harbor.model;
 SELECT pg_temp.lt_check('');
 COMMIT;
 SELECT pg_temp.lt_check('"$user", public');
