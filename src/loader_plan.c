@@ -33,7 +33,6 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -253,24 +252,15 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 }
 
 /*
- * Brings the registry snapshot up to date.  The loader's functions run
- * under the caller's search_path (their statements name every object by
- * schema), but a rebuild of the registry runs statements of registry.c,
- * so it gets the path the extension's functions are declared with.
+ * Brings the registry snapshot up to date (a rebuild runs its statements
+ * under a fixed search_path: registry.c).
  */
 void
 loader_registry_ensure(void)
 {
-	int			level;
 	int			n;
 
-	if (harbor_cache_registry_valid())
-		return;
-	level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	(void) harbor_model_list(&n);
-	AtEOXact_GUC(true, level);
 }
 
 /* A model by name, the registry brought up to date first. */
