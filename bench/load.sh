@@ -19,23 +19,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. bench/lib/common.sh
 if [ "${1:-}" != "--inside" ]; then
-  . scripts/prepare.sh
-  harbor_prepare
-  exec pg_virtualenv -t -v 15 -o shared_preload_libraries=harbor_orm \
-    -o shared_buffers=256MB -o max_connections=50 \
-    bash "$0" --inside
+  bench_cluster "$0" --inside -- -o shared_buffers=256MB -o max_connections=50
 fi
 
-PGBENCH=/usr/lib/postgresql/15/bin/pgbench
-SECS=${BENCH_SECONDS:-10}
-OUT=bench/results
-mkdir -p "$OUT"
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-export PGDATABASE=harbor_bench
-dropdb --if-exists harbor_bench >/dev/null 2>&1 || true
-createdb harbor_bench
+bench_database harbor_bench
 
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;

@@ -22,23 +22,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. bench/lib/common.sh
 if [ "${1:-}" != "--inside" ]; then
-  . scripts/prepare.sh
-  harbor_prepare
-  exec pg_virtualenv -t -v 15 -o shared_preload_libraries=harbor_orm \
-    -o max_connections=50 bash "$0" --inside
+  bench_cluster "$0" --inside -- -o max_connections=50
 fi
 
-PGBENCH=/usr/lib/postgresql/15/bin/pgbench
-SECS=${BENCH_SECONDS:-10}
-OUT=bench/results
-mkdir -p "$OUT"
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-export PGDATABASE=harbor_bench
-createdb harbor_bench
+bench_database harbor_bench
 
-psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION harbor_orm;
 CREATE TABLE items (id bigint PRIMARY KEY, stock_qty integer NOT NULL CHECK (stock_qty >= 0));

@@ -12,9 +12,10 @@
 #      - harbor._sweep_batch(1000) called the same way;
 #      - harbor.sweep_expired(1000), one call;
 #      - the background worker (one round, timed from its status);
-#   2. reservation latency with 32 pgbench clients calling
-#      harbor.reserve_stock(), without a sweep and while the worker sweeps
-#      the expired holds, and the ratio;
+#   2. reservation latency (avg, p50, p95, p99) with 32 pgbench clients
+#      calling harbor.reserve_stock(), without a sweep and while the worker
+#      sweeps the expired holds, and the ratio (BENCH_SECONDS, default 10,
+#      sets the length of a run);
 #   3. after the concurrent run: deadlocks in the log, failed pgbench
 #      transactions, harbor.check_stock() and stock conservation.
 # Raw pgbench logs go to bench/results/.
@@ -23,24 +24,20 @@ cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--inside" ]; then
   holds=${1:-100000}
-  . scripts/prepare.sh
-  harbor_prepare
   mkdir -p bench/results
-  exec pg_virtualenv -t -v 15 \
-    -o shared_preload_libraries=harbor_orm \
-    -o harbor_orm.sweeper_databases=bench \
-    -o harbor_orm.sweep_interval=1h \
-    -o max_connections=100 \
-    -o shared_buffers=256MB \
-    bash "$0" --inside "$holds"
+  . bench/lib/common.sh
+  bench_cluster "$0" --inside "$holds" -- \
+    -o harbor_orm.sweeper_databases=bench -o harbor_orm.sweep_interval=1h \
+    -o max_connections=100 -o shared_buffers=256MB
 fi
 
 holds=$2
+. bench/lib/common.sh      # latency_stats
 export PGDATABASE=bench
 results=bench/results
 items=10000
 clients=32
-duration=10
+duration=${BENCH_SECONDS:-10}
 
 q() { psql -X -A -t -q -v ON_ERROR_STOP=1 -c "$1"; }
 server_log() { cat "$(dirname "$PG_CLUSTER_CONF_ROOT")"/log/*.log; }
@@ -50,6 +47,8 @@ timed() {
 }
 rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%.0f", n / (ms / 1000) }'; }
 
+# bench/run.sh runs this script several times in one cluster
+dropdb --if-exists bench
 createdb bench
 psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SET client_min_messages = warning;
@@ -88,14 +87,16 @@ active() { q "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'act
 # after this one ends, which leaves time to read its figures), wait for the round that
 # released the holds, and read its duration from the status.
 worker_round() {
-  local row="" deadline=$(( $(date +%s) + 120 ))
+  local row="" deadline=$(( $(date +%s) + 120 )) since
+  since=$(q "SELECT extract(epoch FROM clock_timestamp())")
   q "ALTER SYSTEM SET harbor_orm.sweep_interval = '3s'" >/dev/null
   q "SELECT pg_reload_conf()" >/dev/null
   while [ -z "$row" ]; do
     row=$(q "SELECT released_last, round(extract(epoch FROM last_run_end - last_run_start) * 1000, 3),
                     extract(epoch FROM last_run_start), extract(epoch FROM last_run_end)
                FROM harbor.sweeper_status()
-              WHERE database = 'bench' AND state = 'ok' AND released_last >= $1")
+              WHERE database = 'bench' AND state = 'ok' AND released_last >= $1
+                AND extract(epoch FROM last_run_start) >= $since")
     if [ "$(date +%s)" -ge "$deadline" ]; then echo "worker round not seen" >&2; exit 1; fi
     [ -z "$row" ] && sleep 0.05
   done
@@ -186,22 +187,10 @@ SELECT harbor.reserve_stock(:item, 1, 'pgb-' || :client_id || '-' || :o, '15 min
 EOF
 rm -f "$results"/pgbench_log.* "$results"/nosweep* "$results"/sweep*
 
-# latency_stats FILES... [FROM TO]: avg p95 p99 (ms) count of the
-# transactions that ended between FROM and TO (epoch seconds).
-latency_stats() {
-  local from=$1 to=$2
-  shift 2
-  cat "$@" | awk -v from="$from" -v to="$to" '{ t = $5 + $6 / 1e6; if (t >= from && t <= to) print $3 / 1000 }' |
-    sort -n | awk '{ v[NR] = $1; s += $1 } END {
-      if (NR == 0) { print "n/a n/a n/a 0"; exit }
-      i95 = int(NR * 0.95); if (i95 < 1) i95 = 1; i99 = int(NR * 0.99); if (i99 < 1) i99 = 1;
-      printf "%.2f %.2f %.2f %d\n", s / NR, v[i95], v[i99], NR }'
-}
-
 reset
 pgbench -n -M prepared -c "$clients" -j 2 -T "$duration" -f "$results/reserve.pgbench" \
   -l --log-prefix="$results/nosweep" > "$results/nosweep.out" 2>&1
-read -r n_avg n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosweep.[0-9]*)"
+read -r n_avg n_p50 n_p95 n_p99 n_cnt <<<"$(latency_stats 0 9999999999 "$results"/nosweep.[0-9]*)"
 n_tps=$(sed -n '/^tps = /{s/^tps = \([0-9.]*\).*/\1/p;q}' "$results/nosweep.out")
 
 reset
@@ -225,14 +214,15 @@ q "SELECT pg_reload_conf()" >/dev/null
 sweep_ms=$(awk -v a="$sweep_from" -v b="$sweep_to" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
 released=$(q "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'expired'")
 wait "$bench_pid" || { echo "pgbench failed:"; cat "$results/sweep.out"; exit 1; }
-read -r s_avg s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.[0-9]*)"
+read -r s_avg s_p50 s_p95 s_p99 s_cnt <<<"$(latency_stats "$sweep_from" "$sweep_to" "$results"/sweep.[0-9]*)"
 s_tps=$(sed -n '/^tps = /{s/^tps = \([0-9.]*\).*/\1/p;q}' "$results/sweep.out")
 
-printf '%-40s %9s %9s %9s %9s %9s\n' "" "avg ms" "p95 ms" "p99 ms" "txns" "tps"
-printf '%-40s %9s %9s %9s %9s %9s\n' "no sweep" "$n_avg" "$n_p95" "$n_p99" "$n_cnt" "$n_tps"
-printf '%-40s %9s %9s %9s %9s %9s\n' "during the worker's sweep ($sweep_ms ms)" "$s_avg" "$s_p95" "$s_p99" "$s_cnt" "(whole run $s_tps)"
-printf '%-40s %9s %9s %9s\n' "ratio (during / without)" \
+printf '%-40s %9s %9s %9s %9s %9s %9s\n' "" "avg ms" "p50 ms" "p95 ms" "p99 ms" "txns" "tps"
+printf '%-40s %9s %9s %9s %9s %9s %9s\n' "no sweep" "$n_avg" "$n_p50" "$n_p95" "$n_p99" "$n_cnt" "$n_tps"
+printf '%-40s %9s %9s %9s %9s %9s %9s\n' "during the worker's sweep ($sweep_ms ms)" "$s_avg" "$s_p50" "$s_p95" "$s_p99" "$s_cnt" "(whole run $s_tps)"
+printf '%-40s %9s %9s %9s %9s\n' "ratio (during / without)" \
   "$(awk -v a="$s_avg" -v b="$n_avg" 'BEGIN { printf "%.2fx", a / b }')" \
+  "$(awk -v a="$s_p50" -v b="$n_p50" 'BEGIN { printf "%.2fx", a / b }')" \
   "$(awk -v a="$s_p95" -v b="$n_p95" 'BEGIN { printf "%.2fx", a / b }')" \
   "$(awk -v a="$s_p99" -v b="$n_p99" 'BEGIN { printf "%.2fx", a / b }')"
 echo "(sweep window $sweep_from - $sweep_to, pgbench run $(awk '{ t = $5 + $6 / 1e6; if (!a || t < a) a = t; if (t > b) b = t } END { printf "%.3f - %.3f", a, b }' "$results"/sweep.[0-9]*);"

@@ -118,6 +118,145 @@ SELECT harbor.load('bookings', ARRAY[3, 1, 2], '{spans}');
 SELECT harbor.load('spans', ARRAY['[1,5)']::int4range[]) = (SELECT jsonb_agg(to_jsonb(s)) FROM lt.spans s WHERE span = '[1,5)') AS same_as_to_jsonb;
 DROP TABLE lt.bookings, lt.spans;
 
+-- load_text: the text load()::text gives, written without building jsonb;
+-- checked on every shape above (and more text, numbers and unicode)
+CREATE TABLE lt.texts (id integer PRIMARY KEY, t text, n numeric, f float8);
+INSERT INTO lt.texts VALUES
+    (1, 'héllo wörld ✓ 😀 日本', 0, 0), (2, E'\u0001\b\f\n\r\t"\\/ </script>', -0.001, -1.25e-10),
+    (3, '', 1e30, 1e300), (4, NULL, 'NaN', '-Infinity'), (5, repeat('x', 3000), 12345678901234567890.123, 3.5);
+SELECT harbor.register_model('lt.texts');
+CREATE FUNCTION pg_temp.lt_same(m text, ids anyarray, inc text[] DEFAULT '{}') RETURNS text
+    LANGUAGE sql AS $$
+    SELECT CASE WHEN harbor.load_text(m, ids, inc)::jsonb OPERATOR(pg_catalog.=) harbor.load(m, ids, inc)
+                 AND harbor.load_text(m, ids, inc) OPERATOR(pg_catalog.=) harbor.load(m, ids, inc)::text
+                THEN 'same' ELSE 'DIFFERENT: ' || harbor.load_text(m, ids, inc) END $$;
+SELECT pg_temp.lt_same('products', ARRAY[3, 1, NULL, 3, 99, 1]) AS dup_null_unknown,
+       pg_temp.lt_same('products', '{}'::int[]) AS empty,
+       pg_temp.lt_same('products', NULL::int[]) AS null_ids,
+       pg_temp.lt_same('brands', ARRAY[2::bigint, 1::bigint]) AS converted_ids;
+SELECT harbor.load_text('products', '{}'::int[]) AS empty, harbor.load_text('products', NULL::int[]) AS null_ids;
+SELECT pg_temp.lt_same('products', ARRAY[1, 4], '{variants, brand, tags, details}') AS every_kind,
+       pg_temp.lt_same('brands', ARRAY[1, 2, 3], '{products.variants.placements.bins}') AS nested,
+       pg_temp.lt_same('variants', ARRAY[1, 2, 3, 4, 5, 6], '{product.brand}') AS shared_targets,
+       pg_temp.lt_same('products', ARRAY[2, 1], '{variants.product.variants, tags.products}') AS cycles;
+SELECT pg_temp.lt_same('bins', ARRAY[ROW('B', 1), ROW('A', 1), ROW('Z', 9), NULL], '{placements.variant}') AS composite,
+       pg_temp.lt_same('placements', ARRAY[1, 4], '{bins}') AS composite_fk,
+       pg_temp.lt_same('typed', ARRAY[2, 1]) AS every_type,
+       pg_temp.lt_same('texts', ARRAY[1, 2, 3, 4, 5]) AS text_and_numbers;
+-- get_text and find_text: the text get()::text and find()::text give
+SELECT harbor.get_text('products', 1, '{brand, tags, variants.placements}') = harbor.get('products', 1, '{brand, tags, variants.placements}')::text AS get_same,
+       harbor.get_text('bins', ROW('A', 1), '{placements}') = harbor.get('bins', ROW('A', 1), '{placements}')::text AS get_composite,
+       harbor.get_text('products', 42) IS NULL AS unknown_is_null, harbor.get_text('products', NULL::int) IS NULL AS null_is_null,
+       harbor.find_text('products', '{"price_cents": {"gte": 900}}', '{brand, variants}', '{price_cents desc}', 3, 1)
+         = harbor.find('products', '{"price_cents": {"gte": 900}}', '{brand, variants}', '{price_cents desc}', 3, 1)::text AS find_same,
+       harbor.find_text('texts') = harbor.find('texts')::text AS find_texts,
+       harbor.find_text('products', '{"id": 0}') AS find_none;
+SELECT harbor.get_text('texts', 1);
+SELECT harbor.find_text('nope');
+SELECT harbor.load_text('products', ARRAY[4, 1], '{brand, variants}');
+SELECT harbor.load_text('texts', ARRAY[2, 4]);
+SELECT harbor.last_load_stats()->>'function' AS function, harbor.last_load_stats()->'queries' AS queries;
+SELECT harbor.load_text('nope', ARRAY[1]);
+SELECT harbor.load_text('products', ARRAY[1], '{variants.nope}');
+SELECT harbor.load_text('bins', ARRAY['A']);
+
+-- the loader's statements name every operator, function, type and table
+-- by schema, so they run under the caller's search_path (no SET clause):
+-- a schema first in the path with operators for the key types, objects in
+-- pg_temp, or an empty path change nothing
+SELECT p.proname, p.proconfig FROM pg_proc p
+ WHERE p.pronamespace = 'harbor'::regnamespace
+   AND p.proname IN ('load', 'load_text', 'get', 'get_text', 'find', 'find_text')
+ ORDER BY 1;
+CREATE SCHEMA lt_hostile;
+CREATE FUNCTION lt_hostile.boom_agg(bigint) RETURNS bigint LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hostile aggregate called'; END$$;
+CREATE AGGREGATE lt_hostile.count(*) (SFUNC = lt_hostile.boom_agg, STYPE = bigint, INITCOND = 0);
+DO $$
+DECLARE
+    t text;
+    o text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['integer', 'bigint', 'text', 'oid'] LOOP
+        EXECUTE format('CREATE FUNCTION lt_hostile.boom(%s, %s) RETURNS boolean LANGUAGE plpgsql AS '
+                       '$f$BEGIN RAISE EXCEPTION ''hostile operator called''; END$f$', t, t);
+        FOREACH o IN ARRAY ARRAY['=', '<>', '<', '<=', '>', '>='] LOOP
+            EXECUTE format('CREATE OPERATOR lt_hostile.%s (FUNCTION = lt_hostile.boom, LEFTARG = %s, RIGHTARG = %s)',
+                           o, t, t);
+        END LOOP;
+    END LOOP;
+    CREATE OPERATOR lt_hostile.~~ (FUNCTION = lt_hostile.boom, LEFTARG = text, RIGHTARG = text);
+    CREATE OPERATOR lt_hostile.~~* (FUNCTION = lt_hostile.boom, LEFTARG = text, RIGHTARG = text);
+END $$;
+CREATE FUNCTION lt_hostile.unnest(integer[]) RETURNS SETOF integer LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hostile unnest called'; END$$;
+CREATE FUNCTION lt_hostile.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'hostile unnest called'; END$$;
+CREATE TEMP TABLE products (id integer PRIMARY KEY, sku text);
+CREATE TEMP TABLE product_tags (product_id integer, tag_id integer);
+CREATE DOMAIN pg_temp.text AS integer;
+CREATE TEMP VIEW lt_cases AS VALUES
+    (1, 'load', $$SELECT (harbor.load('products', ARRAY[3, 1, 5], '{variants, brand, tags, details}'))::pg_catalog.text$$),
+    (2, 'load', $$SELECT (harbor.load('bins', ARRAY[ROW('B', 1), ROW('A', 1)], '{placements.variant.product}'))::pg_catalog.text$$),
+    (3, 'load', $$SELECT (harbor.load('variants', ARRAY[6, 1, 3]::bigint[], '{product.brand, placements.bins}'))::pg_catalog.text$$),
+    (4, 'load_text', $$SELECT (harbor.load_text('products', ARRAY[3, 1, 5], '{variants, brand, tags}'))::pg_catalog.text$$),
+    (5, 'get', $$SELECT (harbor.get('bins', ROW('A', 1), '{placements}'))::pg_catalog.text$$),
+    (6, 'get', $$SELECT (harbor.get('products', 1, '{tags.products}'))::pg_catalog.text$$),
+    (10, 'get_text', $$SELECT (harbor.get_text('bins', ROW('A', 1), '{placements.variant}'))::pg_catalog.text$$),
+    (11, 'find_text', $$SELECT (harbor.find_text('products', '{"sku": {"ilike": "%a%"}, "id": {"in": [1, 2, 3], "ne": 2}}', '{tags, brand}'))::pg_catalog.text$$),
+    (7, 'find', $$SELECT (harbor.find('products', '{"price_cents": {"gte": 900, "lt": 4000}, "sku": {"like": "%A%"}, "name": {"ilike": "%a%"}}', '{brand}', '{name desc}'))::pg_catalog.text$$),
+    (8, 'find', $$SELECT (harbor.find('products', '{"id": {"in": [1, 2, 3]}, "sku": {"ne": "CAP"}, "brand_id": {"lte": 2, "gt": 0}}', '{tags}', lim => 5))::pg_catalog.text$$),
+    (9, 'find', $$SELECT (harbor.find('variants', '{"size": "M", "stock_qty": {"eq": 0}}', '{product}'))::pg_catalog.text$$);
+CREATE TEMP TABLE lt_expected AS SELECT 0 AS n, ''::pg_catalog.text AS out WHERE false;
+DO $$
+DECLARE
+    c record;
+    r pg_catalog.text;
+BEGIN
+    FOR c IN SELECT * FROM lt_cases LOOP
+        EXECUTE c.column3 INTO r;
+        INSERT INTO lt_expected VALUES (c.column1, r);
+    END LOOP;
+END $$;
+CREATE FUNCTION pg_temp.lt_check(path pg_catalog.text) RETURNS SETOF pg_catalog.text
+    LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    r pg_catalog.text;
+    ok boolean := true;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', path, true);
+    FOR c IN SELECT * FROM lt_cases LOOP
+        EXECUTE c.column3 INTO r;
+        IF NOT coalesce(r OPERATOR(pg_catalog.=) (SELECT e.out FROM lt_expected e
+                                                   WHERE e.n OPERATOR(pg_catalog.=) c.column1), false) THEN
+            ok := false;
+            RETURN NEXT pg_catalog.format('case %s (%s) differs under search_path %L: %s', c.column1, c.column2, path, r);
+        END IF;
+    END LOOP;
+    IF ok THEN
+        RETURN NEXT pg_catalog.format('%s cases: the same under search_path %L', (SELECT pg_catalog.count(*) FROM lt_cases), path);
+    END IF;
+END $$;
+SELECT count(*) AS cases, count(*) FILTER (WHERE out IS NULL) AS nulls FROM lt_expected;
+BEGIN;
+SELECT pg_temp.lt_check('lt_hostile, pg_catalog');
+-- the registry rebuilt under the hostile path (ANALYZE's catalog update
+-- of harbor.model makes the registry snapshot stale)
+ANALYZE harbor.model;
+SELECT pg_temp.lt_check('lt_hostile, pg_catalog, pg_temp');
+SELECT pg_temp.lt_check('');
+ANALYZE harbor.model;
+SELECT pg_temp.lt_check('');
+COMMIT;
+SELECT pg_temp.lt_check('"$user", public');
+DROP VIEW lt_cases;
+DROP TABLE lt_expected, products, product_tags;
+DROP DOMAIN pg_temp.text;
+DROP FUNCTION pg_temp.lt_check(pg_catalog.text);
+DROP SCHEMA lt_hostile CASCADE;
+DROP TABLE lt.texts;
+
 -- the registry changing (a new column) is picked up by the kept plans
 ALTER TABLE lt.brands ADD COLUMN country text DEFAULT 'NZ';
 SELECT harbor.load('products', ARRAY[1], '{brand}') -> 0 -> 'brand';

@@ -115,6 +115,40 @@ COMMENT ON FUNCTION harbor.stock_bucket_counters() IS
 
 -- ---- loader ----
 
+-- load, get and find run with the caller's search_path: every statement
+-- they build names its operators, functions and types by schema
+-- (OPERATOR(pg_catalog.=), pg_catalog types) and its tables by schema, so
+-- the path cannot change what they read, and dropping the SET clause saves
+-- each call the GUC save/restore, search path recomputation and plan
+-- revalidation that fmgr does around a function with one.
+ALTER FUNCTION harbor.load(text, anyarray, text[]) RESET search_path;
+ALTER FUNCTION harbor.get(text, anyelement, text[]) RESET search_path;
+ALTER FUNCTION harbor.find(text, jsonb, text[], text[], integer, integer) RESET search_path;
+
+-- load(), get() and find() as JSON text written directly, for callers that
+-- pass it on as it is (to an HTTP client): no jsonb is built, and none is
+-- printed.  The text is the one the jsonb function's result::text gives.
+CREATE FUNCTION harbor.load_text(model text, ids anyarray, include text[] DEFAULT '{}')
+    RETURNS text
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'harbor_load_text';
+COMMENT ON FUNCTION harbor.load_text(text, anyarray, text[]) IS
+    'harbor.load as JSON text: the same rows, order and keys, the text load()::text gives';
+CREATE FUNCTION harbor.get_text(model text, id anyelement, include text[] DEFAULT '{}')
+    RETURNS text
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'harbor_get_text';
+COMMENT ON FUNCTION harbor.get_text(text, anyelement, text[]) IS
+    'harbor.get as JSON text: the text get()::text gives, or NULL';
+CREATE FUNCTION harbor.find_text(model text, filter jsonb DEFAULT '{}', include text[] DEFAULT '{}',
+                                 order_by text[] DEFAULT NULL, lim integer DEFAULT NULL,
+                                 offs integer DEFAULT 0)
+    RETURNS text
+    LANGUAGE c STABLE PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'harbor_find_text';
+COMMENT ON FUNCTION harbor.find_text(text, jsonb, text[], text[], integer, integer) IS
+    'harbor.find as JSON text: the text find()::text gives';
+
 -- ---- notify ----
 
 -- What a change notification carries, and on which channel, is the choice of

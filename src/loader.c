@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * loader.c
- *	  Batched relation loading: harbor.load(), harbor.get(), harbor.find()
- *	  and harbor.last_load_stats(); the SQL entry points and the life of one
+ *	  Batched relation loading: harbor.load(), harbor.get(), harbor.find(),
+ *	  their JSON text forms (load_text, get_text, find_text) and
+ *	  harbor.last_load_stats(); the SQL entry points and the life of one
  *	  call.
  *
  * A call loads the root rows with one query, then walks the include tree
@@ -32,13 +33,16 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/params.h"
 #include "parser/parse_coerce.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -51,8 +55,11 @@
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(harbor_load);
+PG_FUNCTION_INFO_V1(harbor_load_text);
 PG_FUNCTION_INFO_V1(harbor_get);
+PG_FUNCTION_INFO_V1(harbor_get_text);
 PG_FUNCTION_INFO_V1(harbor_find);
+PG_FUNCTION_INFO_V1(harbor_find_text);
 PG_FUNCTION_INFO_V1(harbor_last_load_stats);
 
 /* ---------------------------------------------------------------------
@@ -60,76 +67,12 @@ PG_FUNCTION_INFO_V1(harbor_last_load_stats);
  * ---------------------------------------------------------------------
  */
 
-/* A row in the identity map. */
-typedef struct LRow
-{
-	Datum	   *values;			/* mapped columns */
-	bool	   *nulls;
-	JsonbValue *json;			/* mapped columns, converted */
-	int			stamp;			/* last node this row was listed at */
-} LRow;
-
-/* The children of one parent key under one relationship. */
-typedef struct Link
-{
-	int			nrows;
-	int			cap;
-	LRow	  **rows;
-	bool		loaded;
-} Link;
-
-typedef struct IncNode IncNode;
-
-typedef struct OutSlot
-{
-	JsonbValue	key;
-	int			col;			/* >= 0: mapped column */
-	IncNode	   *child;			/* else: relationship */
-} OutSlot;
-
-struct IncNode
-{
-	int			id;
-	char	   *name;			/* relationship name; NULL at the root */
-	char	   *path;			/* dotted path; "" at the root */
-	int			depth;
-	IncNode	   *parent;
-	List	   *children;
-	RelInfo    *ri;				/* NULL at the root */
-	ModelInfo  *mi;
-	KeyMap	   *links;			/* the relationship's link map */
-	int			nslots;
-	OutSlot    *slots;			/* in jsonb key order */
-	int			ninst;
-	int			capinst;
-	LRow	  **inst;			/* distinct rows at this node */
-	/* statistics */
-	int64		queries;
-	int64		rows;
-	int64		hits;
-};
-
 typedef struct CallMap
 {
 	ModelInfo  *mi;				/* identity map of this model's rows */
 	RelInfo    *ri;				/* or link map of this relationship */
 	KeyMap	   *map;
 } CallMap;
-
-typedef struct LoadCall
-{
-	const char *function;
-	MemoryContext cxt;
-	IncNode	   *root;
-	List	   *nodes;			/* breadth first */
-	List	   *idmaps;			/* CallMap per model */
-	List	   *linkmaps;		/* CallMap per relationship */
-	int64		fetched;
-	int64		built;
-	int64		queries;
-	int64		hits;
-	int			nnodes;
-} LoadCall;
 
 /* last_load_stats(): text of the last call's statistics. */
 static char *last_stats = NULL;
@@ -191,17 +134,6 @@ call_map(LoadCall *lc, ModelInfo *mi, RelInfo *ri)
 	return cm->map;
 }
 
-static void
-check_row_limit(LoadCall *lc, int64 n)
-{
-	if (n > harbor_load_max_rows)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("harbor.%s would build more than %d rows", lc->function, harbor_load_max_rows),
-				 errdetail("The roots and included relationships reach at least " INT64_FORMAT " rows.", n),
-				 errhint("Load fewer roots or include fewer relationships, or raise harbor_orm.load_max_rows.")));
-}
-
 /*
  * Takes a result row, deformed into vals/nulls, whose mapped columns start
  * at index off: returns the identity-mapped row, converting it only the
@@ -216,6 +148,7 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	uint32		h;
 	LRow	   *row;
 	char	   *mem;
+	bool		textout;
 
 	/* a key only needs its own memory when the row is new */
 	key = mi->pk.n <= INDEX_MAX_KEYS ? keybuf : palloc(sizeof(Datum) * mi->pk.n);
@@ -239,42 +172,150 @@ identity_row(LoadCall *lc, ModelInfo *mi, KeyMap *idmap, Datum *vals, bool *null
 	}
 	*hit = false;
 
-	/* one allocation for the row, its values, nulls, JSON and key */
+	/* one allocation for the row, its values, nulls, output and key */
+	textout = LOAD_OUTPUT_IS_TEXT(lc->output);
 	mem = palloc(MAXALIGN(sizeof(LRow)) + MAXALIGN(sizeof(Datum) * mi->ncols) +
-				 MAXALIGN(sizeof(JsonbValue) * mi->ncols) + MAXALIGN(sizeof(Datum) * mi->pk.n) +
-				 mi->ncols + 1);
+				 (textout ? MAXALIGN(sizeof(int32) * (mi->ncols + 1)) :
+				  MAXALIGN(sizeof(JsonbValue) * mi->ncols)) +
+				 MAXALIGN(sizeof(Datum) * mi->pk.n) + mi->ncols + 1);
 	row = (LRow *) mem;
 	mem += MAXALIGN(sizeof(LRow));
 	row->values = (Datum *) mem;
 	mem += MAXALIGN(sizeof(Datum) * mi->ncols);
-	row->json = (JsonbValue *) mem;
-	mem += MAXALIGN(sizeof(JsonbValue) * mi->ncols);
-	memcpy(mem, key, sizeof(Datum) * mi->pk.n);
+	if (textout)
+	{
+		row->json = NULL;
+		row->textpos = (int32 *) mem;
+		mem += MAXALIGN(sizeof(int32) * (mi->ncols + 1));
+	}
+	else
+	{
+		row->json = (JsonbValue *) mem;
+		row->textpos = NULL;
+		mem += MAXALIGN(sizeof(JsonbValue) * mi->ncols);
+	}
 	key = (Datum *) mem;
 	mem += MAXALIGN(sizeof(Datum) * mi->pk.n);
 	row->nulls = (bool *) mem;
 	row->stamp = -1;
-	memcpy(row->values, vals + off, sizeof(Datum) * mi->ncols);
 	memcpy(row->nulls, nulls + off, sizeof(bool) * mi->ncols);
+	/* the values live in the executor's slot until the next row: copy them */
 	for (int i = 0; i < mi->ncols; i++)
-		loader_convert_value(mi, i, row->values[i], row->nulls[i], &row->json[i]);
+		row->values[i] = (mi->colbyval[i] || row->nulls[i]) ? vals[off + i] :
+			datumCopy(vals[off + i], false, mi->coltyplen[i]);
+	for (int k = 0; k < mi->pk.n; k++)
+		key[k] = loader_key_normalise(&mi->pk, k, row->values[mi->pk_idx[k]]);
+	if (textout)
+		loader_render_row(mi, row->values, row->nulls, &lc->arena, &row->textoff, row->textpos);
+	else
+		for (int i = 0; i < mi->ncols; i++)
+			loader_convert_value(mi, i, row->values[i], row->nulls[i], &row->json[i]);
 	loader_keymap_put(idmap, key, h, row);
 	return row;
 }
 
-/* Deforms every row of the current SPI result at once. */
-static void
-deform_result(SPITupleTable *tt, uint64 n, Datum **vals, bool **nulls)
-{
-	int			natts = tt->tupdesc->natts;
+/*
+ * Rows of a statement go straight from the executor to the call: a
+ * DestReceiver instead of SPI's tuple table, which would copy every row
+ * into a tuple and deform it again.  Its startup checks the result
+ * descriptor before any row is read.
+ */
+typedef struct LoadReceiver LoadReceiver;
+typedef void (*LoadRowFn) (LoadReceiver *r, Datum *values, bool *nulls);
 
-	*vals = palloc(sizeof(Datum) * natts * Max(n, 1));
-	*nulls = palloc(sizeof(bool) * natts * Max(n, 1));
-	for (uint64 r = 0; r < n; r++)
+struct LoadReceiver
+{
+	DestReceiver pub;
+	LoadCall   *lc;
+	int			nexpected;
+	Oid		   *expected;
+	const char *what;
+	LoadRowFn	row;
+	IncNode    *node;
+	KeyMap	   *idmap;
+	KeyMap	   *links;
+};
+
+static void
+receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	LoadReceiver *r = (LoadReceiver *) self;
+
+	loader_check_result(typeinfo, r->nexpected, r->expected, r->lc->function, r->what);
+}
+
+static bool
+receiver_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	LoadReceiver *r = (LoadReceiver *) self;
+	MemoryContext old = MemoryContextSwitchTo(r->lc->cxt);
+
+	CHECK_FOR_INTERRUPTS();
+	slot_getallattrs(slot);
+	r->row(r, slot->tts_values, slot->tts_isnull);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static void
+receiver_nothing(DestReceiver *self)
+{
+}
+
+static void
+receiver_init(LoadReceiver *r, LoadCall *lc, IncNode *node, LoadRowFn row,
+			  int nexpected, Oid *expected, const char *what)
+{
+	memset(r, 0, sizeof(LoadReceiver));
+	r->pub.receiveSlot = receiver_receive;
+	r->pub.rStartup = receiver_startup;
+	r->pub.rShutdown = receiver_nothing;
+	r->pub.rDestroy = receiver_nothing;
+	r->pub.mydest = DestNone;
+	r->lc = lc;
+	r->node = node;
+	r->row = row;
+	r->nexpected = nexpected;
+	r->expected = expected;
+	r->what = what;
+}
+
+/*
+ * Runs a kept plan with its parameters, each row to the receiver, and
+ * counts what it returned.
+ */
+static void
+run_plan(LoadReceiver *r, SPIPlanPtr plan, int nparams, Oid *types, Datum *values,
+		 const char *nulls)
+{
+	LoadCall   *lc = r->lc;
+	ParamListInfo params = makeParamList(nparams);
+	SPIExecuteOptions options;
+	int			rc;
+
+	for (int i = 0; i < nparams; i++)
 	{
-		CHECK_FOR_INTERRUPTS();
-		heap_deform_tuple(tt->vals[r], tt->tupdesc, *vals + r * natts, *nulls + r * natts);
+		params->params[i].value = values[i];
+		params->params[i].isnull = (nulls != NULL && nulls[i] == 'n');
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
 	}
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = true;
+	/* one row more than allowed tells that the limit is exceeded */
+	options.tcount = (int64) harbor_load_max_rows - lc->fetched + 1;
+	options.dest = &r->pub;
+	rc = SPI_execute_plan_extended(plan, &options);
+	if (rc < 0)
+		elog(ERROR, "harbor.%s: query failed: %s", lc->function, SPI_result_code_string(rc));
+	/* SPI leaves its procedure context current; stay in the call's */
+	MemoryContextSwitchTo(lc->cxt);
+	lc->queries++;
+	r->node->queries++;
+	lc->fetched += SPI_processed;
+	r->node->rows += SPI_processed;
+	loader_check_row_limit(lc, lc->fetched);
 }
 
 /* Orders the children of one parent by the target's primary key. */
@@ -327,18 +368,12 @@ node_add_instance(IncNode *n, LRow *row)
 	n->inst[n->ninst++] = row;
 }
 
-/*
- * Runs a kept plan on key arrays and checks that the result has the
- * columns the plan's info expects; SPI result stays until SPI_finish.
- */
+/* Runs a kept plan on the key arrays of keys (one array per key column). */
 static void
-run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **keys, int nkeys,
-		  int nexpected, Oid *expected, const char *what)
+run_keyed(LoadReceiver *r, SPIPlanPtr plan, KeyInfo *ki, Datum **keys, int nkeys)
 {
 	Datum	   *params = palloc(sizeof(Datum) * ki->n);
 	Datum	   *elems = palloc(sizeof(Datum) * Max(nkeys, 1));
-	int			rc;
-	int64		room = (int64) harbor_load_max_rows - lc->fetched;
 
 	for (int c = 0; c < ki->n; c++)
 	{
@@ -347,18 +382,38 @@ run_keyed(LoadCall *lc, IncNode *node, SPIPlanPtr plan, KeyInfo *ki, Datum **key
 		params[c] = PointerGetDatum(construct_array(elems, nkeys, ki->types[c], ki->typlen[c],
 													ki->byval[c], ki->typalign[c]));
 	}
-	/* one row more than allowed tells that the limit is exceeded */
-	rc = SPI_execute_plan(plan, params, NULL, true, room + 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "harbor.%s: query failed: %s", lc->function, SPI_result_code_string(rc));
-	/* SPI leaves its procedure context current; stay in the call's */
-	MemoryContextSwitchTo(lc->cxt);
-	loader_check_result(SPI_tuptable, nexpected, expected, lc->function, what);
-	lc->queries++;
-	node->queries++;
-	lc->fetched += SPI_processed;
-	node->rows += SPI_processed;
-	check_row_limit(lc, lc->fetched);
+	run_plan(r, plan, ki->n, ki->arraytypes, params, NULL);
+}
+
+/* A row of a relationship: key columns, then the target's columns. */
+static void
+relationship_row(LoadReceiver *r, Datum *rv, bool *rn)
+{
+	LoadCall   *lc = r->lc;
+	IncNode    *node = r->node;
+	RelInfo    *ri = node->ri;
+	Datum		key[INDEX_MAX_KEYS];
+	bool		hit;
+	Link	   *l;
+	LRow	   *row;
+
+	for (int k = 0; k < ri->nkey; k++)
+		key[k] = loader_key_normalise(&ri->key, k, rv[k]);
+	l = loader_keymap_get(r->links, key, loader_key_hash(&ri->key, key));
+	if (l == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("harbor.%s: a row of relationship \"%s\" matches none of the keys it was asked for",
+						lc->function, ri->label),
+				 errdetail("The database compares the key columns differently from their bytes, as a nondeterministic collation does."),
+				 errhint("Declare the relationship on columns whose equality is exact.")));
+	row = identity_row(lc, ri->target, r->idmap, rv, rn, ri->nkey, &hit);
+	if (hit)
+	{
+		node->hits++;
+		lc->hits++;
+	}
+	link_add(l, row);
 }
 
 /* Loads one include node: one query per chunk of parent keys not yet known. */
@@ -373,7 +428,11 @@ load_node(LoadCall *lc, IncNode *node)
 	Datum	  **pending = palloc(sizeof(Datum *) * Max(parent->ninst, 1));
 	int			npending = 0;
 	int			chunk = harbor_load_chunk_size;
+	LoadReceiver r;
 
+	receiver_init(&r, lc, node, relationship_row, ri->nresult, ri->restype, ri->label);
+	r.idmap = idmap;
+	r.links = links;
 	for (int p = 0; p < parent->ninst; p++)
 	{
 		LRow	   *prow = parent->inst[p];
@@ -428,44 +487,8 @@ load_node(LoadCall *lc, IncNode *node)
 	for (int start = 0; start < npending; start += chunk)
 	{
 		int			n = Min(chunk, npending - start);
-		SPITupleTable *tt;
-		int			natts;
-		Datum	   *vals;
-		bool	   *nulls;
 
-		run_keyed(lc, node, ri->plan, &ri->key, pending + start, n,
-				  ri->nresult, ri->restype, ri->label);
-		tt = SPI_tuptable;
-		natts = tt->tupdesc->natts;
-		deform_result(tt, SPI_processed, &vals, &nulls);
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			Datum	   *rv = vals + r * natts;
-			bool	   *rn = nulls + r * natts;
-			Datum		key[INDEX_MAX_KEYS];
-			bool		hit;
-			Link	   *l;
-			LRow	   *row;
-
-			CHECK_FOR_INTERRUPTS();
-			for (int k = 0; k < ri->nkey; k++)
-				key[k] = loader_key_normalise(&ri->key, k, rv[k]);
-			l = loader_keymap_get(links, key, loader_key_hash(&ri->key, key));
-			if (l == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("harbor.%s: a row of relationship \"%s\" matches none of the keys it was asked for",
-								lc->function, ri->label),
-						 errdetail("The database compares the key columns differently from their bytes, as a nondeterministic collation does."),
-						 errhint("Declare the relationship on columns whose equality is exact.")));
-			row = identity_row(lc, ri->target, idmap, rv, rn, ri->nkey, &hit);
-			if (hit)
-			{
-				node->hits++;
-				lc->hits++;
-			}
-			link_add(l, row);
-		}
+		run_keyed(&r, ri->plan, &ri->key, pending + start, n);
 		for (int i = start; i < start + n; i++)
 		{
 			Link	   *l = loader_keymap_get(links, pending[i], loader_key_hash(&ri->key, pending[i]));
@@ -486,17 +509,6 @@ load_node(LoadCall *lc, IncNode *node)
  * The include tree
  * ---------------------------------------------------------------------
  */
-
-static int
-jsonb_key_cmp(const void *a, const void *b)
-{
-	const JsonbValue *ka = &((const OutSlot *) a)->key;
-	const JsonbValue *kb = &((const OutSlot *) b)->key;
-
-	if (ka->val.string.len != kb->val.string.len)
-		return ka->val.string.len > kb->val.string.len ? 1 : -1;
-	return memcmp(ka->val.string.val, kb->val.string.val, ka->val.string.len);
-}
 
 static IncNode *
 new_node(LoadCall *lc, IncNode *parent, const char *name, HarborRelationship *r, ModelInfo *mi)
@@ -589,35 +601,6 @@ build_include_tree(LoadCall *lc, ModelInfo *rootmi, ArrayType *include)
 		}
 	}
 }
-
-/* Every node's output keys, sorted as jsonb stores them. */
-static void
-prepare_slots(IncNode *n)
-{
-	ListCell   *cell;
-	int			i = 0;
-
-	n->nslots = n->mi->ncols + list_length(n->children);
-	n->slots = palloc(sizeof(OutSlot) * Max(n->nslots, 1));
-	for (int c = 0; c < n->mi->ncols; c++, i++)
-	{
-		n->slots[i].key = n->mi->colkey[c];
-		n->slots[i].col = c;
-		n->slots[i].child = NULL;
-	}
-	foreach(cell, n->children)
-	{
-		IncNode	   *c = lfirst(cell);
-
-		loader_set_string(&n->slots[i].key, c->name);
-		n->slots[i].col = -1;
-		n->slots[i].child = c;
-		i++;
-		prepare_slots(c);
-	}
-	qsort(n->slots, n->nslots, sizeof(OutSlot), jsonb_key_cmp);
-}
-
 /* Loads every node below the root, parents first. */
 static void
 load_tree(LoadCall *lc)
@@ -637,123 +620,6 @@ load_tree(LoadCall *lc)
 		foreach(cell, n->children)
 			queue = lappend(queue, lfirst(cell));
 	}
-}
-
-/* ---------------------------------------------------------------------
- * Output
- * ---------------------------------------------------------------------
- */
-
-static void
-build_object(LoadCall *lc, LRow *row, IncNode *node, JsonbValue *out)
-{
-	JsonbPair  *pairs;
-
-	check_stack_depth();
-	CHECK_FOR_INTERRUPTS();
-	lc->built++;
-	check_row_limit(lc, lc->built);
-	pairs = palloc(sizeof(JsonbPair) * Max(node->nslots, 1));
-	for (int i = 0; i < node->nslots; i++)
-	{
-		OutSlot    *s = &node->slots[i];
-
-		pairs[i].key = s->key;
-		pairs[i].order = i;
-		if (s->col >= 0)
-			pairs[i].value = row->json[s->col];
-		else
-		{
-			IncNode	   *c = s->child;
-			RelInfo    *ri = c->ri;
-			Link	   *l = NULL;
-			Datum		keybuf[INDEX_MAX_KEYS];
-			Datum	   *key = ri->nkey <= INDEX_MAX_KEYS ? keybuf : palloc(sizeof(Datum) * ri->nkey);
-			bool		hasnull = false;
-			JsonbValue *v = &pairs[i].value;
-
-			for (int k = 0; k < ri->nkey; k++)
-			{
-				if (row->nulls[ri->parent_idx[k]])
-					hasnull = true;
-				else
-					key[k] = loader_key_normalise(&ri->key, k, row->values[ri->parent_idx[k]]);
-			}
-			if (!hasnull)
-				l = loader_keymap_get(c->links, key, loader_key_hash(&ri->key, key));
-			if (ri->to_many)
-			{
-				int			n = l ? l->nrows : 0;
-
-				v->type = jbvArray;
-				v->val.array.rawScalar = false;
-				v->val.array.nElems = n;
-				v->val.array.elems = palloc(sizeof(JsonbValue) * Max(n, 1));
-				for (int e = 0; e < n; e++)
-					build_object(lc, l->rows[e], c, &v->val.array.elems[e]);
-			}
-			else if (l != NULL && l->nrows > 0)
-				build_object(lc, l->rows[0], c, v);
-			else
-				v->type = jbvNull;
-		}
-	}
-	out->type = jbvObject;
-	out->val.object.nPairs = node->nslots;
-	out->val.object.pairs = pairs;
-}
-
-static void
-append_stats_counts(StringInfo buf, int64 queries, int64 rows, int64 hits)
-{
-	appendStringInfo(buf, "\"queries\": " INT64_FORMAT ", \"rows_fetched\": " INT64_FORMAT
-					 ", \"identity_hits\": " INT64_FORMAT, queries, rows, hits);
-}
-
-static void
-save_stats(LoadCall *lc)
-{
-	StringInfoData buf;
-	ListCell   *cell;
-	MemoryContext old;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"function\": ");
-	escape_json(&buf, lc->function);
-	appendStringInfoString(&buf, ", \"model\": ");
-	escape_json(&buf, lc->root->mi->model->name);
-	appendStringInfo(&buf, ", \"roots\": %d, \"objects_built\": " INT64_FORMAT
-					 ", \"chunk_size\": %d, ", lc->root->ninst, lc->built, harbor_load_chunk_size);
-	append_stats_counts(&buf, lc->queries, lc->fetched, lc->hits);
-	appendStringInfoString(&buf, ", \"paths\": [");
-	foreach(cell, lc->nodes)
-	{
-		IncNode	   *n = lfirst(cell);
-
-		if (foreach_current_index(cell) > 0)
-			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, "{\"path\": ");
-		escape_json(&buf, n->path);
-		appendStringInfoString(&buf, ", \"model\": ");
-		escape_json(&buf, n->mi->model->name);
-		if (n->ri)
-		{
-			appendStringInfoString(&buf, ", \"relationship\": ");
-			escape_json(&buf, n->ri->label);
-			appendStringInfoString(&buf, ", \"kind\": ");
-			escape_json(&buf, harbor_relkind_name(n->ri->rel->kind));
-		}
-		appendStringInfo(&buf, ", \"distinct_rows\": %d, ", n->ninst);
-		append_stats_counts(&buf, n->queries, n->rows, n->hits);
-		appendStringInfoChar(&buf, '}');
-	}
-	appendStringInfoString(&buf, "]}");
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (last_stats)
-		pfree(last_stats);
-	last_stats = pstrdup(buf.data);
-	MemoryContextSwitchTo(old);
 }
 
 /* ---------------------------------------------------------------------
@@ -834,7 +700,8 @@ release_call_context(MemoryContext cxt)
 
 /* Starts a call: SPI, a memory context for the call, the include tree. */
 static LoadCall *
-begin_call(const char *function, const char *model, ArrayType *include, MemoryContext *callercxt)
+begin_call(const char *function, LoadOutput output, const char *model, ArrayType *include,
+		   MemoryContext *callercxt)
 {
 	LoadCall   *lc;
 	HarborModel *m;
@@ -846,68 +713,113 @@ begin_call(const char *function, const char *model, ArrayType *include, MemoryCo
 		last_stats = NULL;
 	}
 	*callercxt = CurrentMemoryContext;
-	m = harbor_model_lookup(model, false);
+	m = loader_model_lookup(model);
 	cxt = call_context();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(cxt);
 	lc = palloc0(sizeof(LoadCall));
 	lc->function = function;
+	lc->output = output;
 	lc->cxt = cxt;
+	if (LOAD_OUTPUT_IS_TEXT(output))
+		initStringInfo(&lc->arena);
 	build_include_tree(lc, loader_model_info(m->relid, m->name), include);
-	prepare_slots(lc->root);
+	loader_prepare_slots(lc->root);
 	return lc;
 }
 
-/* Adds the roots in the current SPI result to the root node. */
+/* A root row of load() and get(): into the identity map. */
 static void
-take_roots(LoadCall *lc)
+keyed_root_row(LoadReceiver *r, Datum *values, bool *nulls)
 {
-	IncNode	   *root = lc->root;
-	KeyMap	   *idmap = call_map(lc, root->mi, NULL);
-	SPITupleTable *tt = SPI_tuptable;
-	int			natts = tt->tupdesc->natts;
-	Datum	   *vals;
-	bool	   *nulls;
+	bool		hit;
 
-	deform_result(tt, SPI_processed, &vals, &nulls);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		hit;
-		LRow	   *row;
-
-		CHECK_FOR_INTERRUPTS();
-		row = identity_row(lc, root->mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
-		node_add_instance(root, row);
-	}
+	identity_row(r->lc, r->node->mi, r->idmap, values, nulls, 0, &hit);
 }
 
-/* Builds the array of root objects, ends SPI, returns the jsonb. */
-static Datum
-finish_call(LoadCall *lc, MemoryContext callercxt, bool single)
+/* A root row of find(): listed in the order it comes. */
+static void
+found_root_row(LoadReceiver *r, Datum *values, bool *nulls)
 {
-	JsonbValue	result;
-	Jsonb	   *jb = NULL;
-	IncNode	   *root = lc->root;
+	bool		hit;
 
-	result.type = jbvArray;
-	result.val.array.rawScalar = false;
-	result.val.array.nElems = root->ninst;
-	result.val.array.elems = palloc(sizeof(JsonbValue) * Max(root->ninst, 1));
-	for (int i = 0; i < root->ninst; i++)
-		build_object(lc, root->inst[i], root, &result.val.array.elems[i]);
-	save_stats(lc);
+	node_add_instance(r->node, identity_row(r->lc, r->node->mi, r->idmap, values, nulls, 0, &hit));
+}
 
+/*
+ * Builds the output from the root objects, ends SPI, returns the jsonb or
+ * text datum (0 for get() of no row).
+ */
+static Datum
+finish_call(LoadCall *lc, MemoryContext callercxt)
+{
+	IncNode    *root = lc->root;
+	Datum		result = (Datum) 0;
+	char	   *stats;
+
+	if (lc->output == OUT_TEXT_ARRAY)
+	{
+		StringInfoData out;
+
+		/* written in the caller's memory as a text datum, header first */
+		MemoryContextSwitchTo(callercxt);
+		initStringInfo(&out);
+		enlargeStringInfo(&out, Min(VARHDRSZ + 2 + (int64) lc->arena.len + 16 * (int64) root->ninst,
+									64 * 1024 * 1024));
+		out.len = VARHDRSZ;
+		appendStringInfoCharMacro(&out, '[');
+		for (int i = 0; i < root->ninst; i++)
+		{
+			if (i > 0)
+				appendBinaryStringInfo(&out, ", ", 2);
+			loader_write_object(lc, root->inst[i], root, &out);
+		}
+		appendStringInfoCharMacro(&out, ']');
+		SET_VARSIZE(out.data, out.len);
+		result = PointerGetDatum(out.data);
+		MemoryContextSwitchTo(lc->cxt);
+	}
+	else if (lc->output == OUT_TEXT_SINGLE)
+	{
+		if (root->ninst > 0)
+		{
+			StringInfoData out;
+
+			MemoryContextSwitchTo(callercxt);
+			initStringInfo(&out);
+			out.len = VARHDRSZ;
+			loader_write_object(lc, root->inst[0], root, &out);
+			SET_VARSIZE(out.data, out.len);
+			result = PointerGetDatum(out.data);
+			MemoryContextSwitchTo(lc->cxt);
+		}
+	}
+	else
+	{
+		JsonbValue	array;
+
+		array.type = jbvArray;
+		array.val.array.rawScalar = false;
+		array.val.array.nElems = root->ninst;
+		array.val.array.elems = palloc(sizeof(JsonbValue) * Max(root->ninst, 1));
+		for (int i = 0; i < root->ninst; i++)
+			loader_build_object(lc, root->inst[i], root, &array.val.array.elems[i]);
+		MemoryContextSwitchTo(callercxt);
+		if (lc->output == OUT_JSONB_ARRAY)
+			result = JsonbPGetDatum(JsonbValueToJsonb(&array));
+		else if (root->ninst > 0)
+			result = JsonbPGetDatum(JsonbValueToJsonb(&array.val.array.elems[0]));
+		MemoryContextSwitchTo(lc->cxt);
+	}
+
+	stats = loader_stats_text(lc);
+	MemoryContextSwitchTo(TopMemoryContext);
+	last_stats = pstrdup(stats);
 	MemoryContextSwitchTo(callercxt);
-	if (!single)
-		jb = JsonbValueToJsonb(&result);
-	else if (root->ninst > 0)
-		jb = JsonbValueToJsonb(&result.val.array.elems[0]);
 	SPI_finish();
 	release_call_context(lc->cxt);
-	if (jb == NULL)
-		return (Datum) 0;
-	return JsonbPGetDatum(jb);
+	return result;
 }
 
 /*
@@ -1049,38 +961,23 @@ ids_to_keys(ModelInfo *mi, Datum *elems, bool *nulls, int nelems, Oid elemtype, 
 
 /* load() and get(): roots by primary key, in the order given. */
 static Datum
-load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *nulls,
-			int nelems, Oid elemtype, ArrayType *include, bool single)
+load_by_ids(FunctionCallInfo fcinfo, const char *function, LoadOutput output, Datum *elems,
+			bool *nulls, int nelems, Oid elemtype, ArrayType *include)
 {
 	MemoryContext callercxt;
-	LoadCall   *lc = begin_call(function, model_arg(fcinfo), include, &callercxt);
+	LoadCall   *lc = begin_call(function, output, model_arg(fcinfo), include, &callercxt);
 	ModelInfo  *mi = lc->root->mi;
 	Datum	  **keys;
 	int			nkeys = ids_to_keys(mi, elems, nulls, nelems, elemtype, &keys);
 	KeyMap	   *idmap = call_map(lc, mi, NULL);
 	SPIPlanPtr	plan = loader_root_plan(mi);
 	int			chunk = harbor_load_chunk_size;
+	LoadReceiver r;
 
+	receiver_init(&r, lc, lc->root, keyed_root_row, mi->ncols, mi->coltype, mi->model->name);
+	r.idmap = idmap;
 	for (int start = 0; start < nkeys; start += chunk)
-	{
-		int			n = Min(chunk, nkeys - start);
-
-		int			natts;
-		Datum	   *vals;
-		bool	   *nulls;
-
-		run_keyed(lc, lc->root, plan, &mi->pk, keys + start, n, mi->ncols, mi->coltype,
-				  mi->model->name);
-		natts = SPI_tuptable->tupdesc->natts;
-		deform_result(SPI_tuptable, SPI_processed, &vals, &nulls);
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		hit;
-
-			CHECK_FOR_INTERRUPTS();
-			identity_row(lc, mi, idmap, vals + r * natts, nulls + r * natts, 0, &hit);
-		}
-	}
+		run_keyed(&r, plan, &mi->pk, keys + start, Min(chunk, nkeys - start));
 	/* in the order of ids; unknown ones are left out */
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -1090,11 +987,12 @@ load_by_ids(FunctionCallInfo fcinfo, const char *function, Datum *elems, bool *n
 			node_add_instance(lc->root, row);
 	}
 	load_tree(lc);
-	return finish_call(lc, callercxt, single);
+	return finish_call(lc, callercxt);
 }
 
-Datum
-harbor_load(PG_FUNCTION_ARGS)
+/* load() and load_text(): the ids array, then load_by_ids */
+static Datum
+load_array(FunctionCallInfo fcinfo, const char *function, LoadOutput output)
 {
 	ArrayType  *ids;
 	Oid			elemtype;
@@ -1123,12 +1021,26 @@ harbor_load(PG_FUNCTION_ARGS)
 		get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 		deconstruct_array(ids, elemtype, typlen, typbyval, typalign, &elems, &nulls, &nelems);
 	}
-	PG_RETURN_DATUM(load_by_ids(fcinfo, "load", elems, nulls, nelems, elemtype,
-								include_arg(fcinfo, 2), false));
+	return load_by_ids(fcinfo, function, output, elems, nulls, nelems, elemtype,
+					   include_arg(fcinfo, 2));
 }
 
 Datum
-harbor_get(PG_FUNCTION_ARGS)
+harbor_load(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(load_array(fcinfo, "load", OUT_JSONB_ARRAY));
+}
+
+/* load() as JSON text, written directly: the text load()::text gives. */
+Datum
+harbor_load_text(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(load_array(fcinfo, "load_text", OUT_TEXT_ARRAY));
+}
+
+/* get() and get_text(): one object or NULL */
+static Datum
+get_one(FunctionCallInfo fcinfo, const char *function, LoadOutput output)
 {
 	Datum		elem;
 	bool		isnull = PG_ARGISNULL(1);
@@ -1137,27 +1049,42 @@ harbor_get(PG_FUNCTION_ARGS)
 	if (isnull)
 	{
 		/* nothing to load, but the model must still exist */
-		harbor_model_lookup(model_arg(fcinfo), false);
-		PG_RETURN_NULL();
+		loader_model_lookup(model_arg(fcinfo));
+		fcinfo->isnull = true;
+		return (Datum) 0;
 	}
 	elem = PG_GETARG_DATUM(1);
-	result = load_by_ids(fcinfo, "get", &elem, &isnull, 1, get_fn_expr_argtype(fcinfo->flinfo, 1),
-						 include_arg(fcinfo, 2), true);
+	result = load_by_ids(fcinfo, function, output, &elem, &isnull, 1,
+						 get_fn_expr_argtype(fcinfo->flinfo, 1), include_arg(fcinfo, 2));
 	if (result == (Datum) 0)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
+		fcinfo->isnull = true;
+	return result;
 }
 
 Datum
-harbor_find(PG_FUNCTION_ARGS)
+harbor_get(PG_FUNCTION_ARGS)
+{
+	return get_one(fcinfo, "get", OUT_JSONB_SINGLE);
+}
+
+Datum
+harbor_get_text(PG_FUNCTION_ARGS)
+{
+	return get_one(fcinfo, "get_text", OUT_TEXT_SINGLE);
+}
+
+/* find() and find_text() */
+static Datum
+find_rows(FunctionCallInfo fcinfo, const char *function, LoadOutput output)
 {
 	MemoryContext callercxt;
-	LoadCall   *lc = begin_call("find", model_arg(fcinfo), include_arg(fcinfo, 2), &callercxt);
+	LoadCall   *lc = begin_call(function, output, model_arg(fcinfo), include_arg(fcinfo, 2),
+								&callercxt);
 	ModelInfo  *mi = lc->root->mi;
 	FindQuery  *q = palloc0(sizeof(FindQuery));
 	int			plim;
 	int			poff;
-	int			rc;
+	LoadReceiver r;
 
 	initStringInfo(&q->sql);
 	appendStringInfo(&q->sql, "SELECT %s FROM %s t", mi->select_list, mi->relname);
@@ -1168,20 +1095,24 @@ harbor_find(PG_FUNCTION_ARGS)
 	poff = loader_find_add_param(q, INT8OID, Int64GetDatum(PG_ARGISNULL(5) ? 0 : PG_GETARG_INT32(5)), false);
 	appendStringInfo(&q->sql, " LIMIT $%d OFFSET $%d", plim, poff);
 
-	rc = SPI_execute_plan(loader_find_plan(mi, q->sql.data, q->nparams, q->types),
-						  q->values, q->nulls, true, (int64) harbor_load_max_rows + 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "harbor.find: query failed: %s", SPI_result_code_string(rc));
-	MemoryContextSwitchTo(lc->cxt);
-	loader_check_result(SPI_tuptable, mi->ncols, mi->coltype, lc->function, mi->model->name);
-	lc->queries++;
-	lc->root->queries++;
-	lc->fetched += SPI_processed;
-	lc->root->rows += SPI_processed;
-	check_row_limit(lc, lc->fetched);
-	take_roots(lc);
+	receiver_init(&r, lc, lc->root, found_root_row, mi->ncols, mi->coltype, mi->model->name);
+	r.idmap = call_map(lc, mi, NULL);
+	run_plan(&r, loader_find_plan(mi, q->sql.data, q->nparams, q->types), q->nparams, q->types,
+			 q->values, q->nulls);
 	load_tree(lc);
-	PG_RETURN_DATUM(finish_call(lc, callercxt, false));
+	return finish_call(lc, callercxt);
+}
+
+Datum
+harbor_find(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(find_rows(fcinfo, "find", OUT_JSONB_ARRAY));
+}
+
+Datum
+harbor_find_text(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(find_rows(fcinfo, "find_text", OUT_TEXT_ARRAY));
 }
 
 Datum

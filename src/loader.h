@@ -52,6 +52,7 @@ typedef struct KeyInfo
 {
 	int			n;
 	Oid		   *types;
+	Oid		   *arraytypes;		/* InvalidOid if none */
 	bool	   *binary;			/* equal iff the bytes are equal */
 	int16	   *typlen;
 	bool	   *byval;
@@ -74,10 +75,15 @@ typedef struct ModelInfo
 	int			ncols;
 	Oid		   *coltype;		/* each mapped column's type in the catalog,
 								 * as statements return it */
+	int16	   *coltyplen;
+	bool	   *colbyval;
 	ConvKind   *conv;
 	Oid		   *basetype;
 	FmgrInfo   *outfn;			/* output function, or to_jsonb */
 	JsonbValue *colkey;			/* column names as jsonb strings */
+	int		   *text_order;		/* columns in jsonb key order */
+	char	  **keytext;		/* per column: "name": , as JSON text */
+	int		   *keytextlen;
 	char	   *relname;		/* quoted */
 	char	   *select_list;	/* t."a", t."b", ... */
 	int		   *pk_idx;			/* pk columns among the mapped ones */
@@ -124,6 +130,115 @@ typedef struct KeyMap
 	KeyMapEntry *slots;
 } KeyMap;
 
+/* ---------------------------------------------------------------------
+ * One call (loader.c), and its output (loader_out.c)
+ * ---------------------------------------------------------------------
+ */
+
+/* What a call returns. */
+typedef enum LoadOutput
+{
+	OUT_JSONB_ARRAY,			/* load, find */
+	OUT_JSONB_SINGLE,			/* get */
+	OUT_TEXT_ARRAY,				/* load_text, find_text */
+	OUT_TEXT_SINGLE				/* get_text */
+} LoadOutput;
+
+#define LOAD_OUTPUT_IS_TEXT(o) ((o) == OUT_TEXT_ARRAY || (o) == OUT_TEXT_SINGLE)
+
+/* A row in the identity map. */
+typedef struct LRow
+{
+	Datum	   *values;			/* mapped columns */
+	bool	   *nulls;
+	JsonbValue *json;			/* mapped columns, converted (jsonb output) */
+	int64		textoff;		/* text output: where its text starts in the arena */
+	int32	   *textpos;		/* start of each column's "key": value, in
+								 * jsonb key order, relative to textoff; one
+								 * more entry: the end plus 2 */
+	int			stamp;			/* last node this row was listed at */
+} LRow;
+
+/* The children of one parent key under one relationship. */
+typedef struct Link
+{
+	int			nrows;
+	int			cap;
+	LRow	  **rows;
+	bool		loaded;
+} Link;
+
+typedef struct IncNode IncNode;
+
+typedef struct OutSlot
+{
+	JsonbValue	key;
+	int			col;			/* >= 0: mapped column */
+	IncNode	   *child;			/* else: relationship */
+} OutSlot;
+
+/*
+ * Text output: an object is runs of columns (copied from the row's text at
+ * once) and relationships, in jsonb key order.
+ */
+typedef struct OutPiece
+{
+	int			from;			/* columns from..to, in jsonb key order */
+	int			to;
+	IncNode	   *child;			/* or a relationship */
+	char	   *keytext;		/* its "name": */
+	int			keylen;
+} OutPiece;
+
+struct IncNode
+{
+	int			id;
+	char	   *name;			/* relationship name; NULL at the root */
+	char	   *path;			/* dotted path; "" at the root */
+	int			depth;
+	IncNode	   *parent;
+	List	   *children;
+	RelInfo    *ri;				/* NULL at the root */
+	ModelInfo  *mi;
+	KeyMap	   *links;			/* the relationship's link map */
+	int			nslots;
+	OutSlot    *slots;			/* in jsonb key order */
+	int			npieces;
+	OutPiece   *pieces;
+	int			ninst;
+	int			capinst;
+	LRow	  **inst;			/* distinct rows at this node */
+	/* statistics */
+	int64		queries;
+	int64		rows;
+	int64		hits;
+};
+
+typedef struct LoadCall
+{
+	const char *function;
+	LoadOutput	output;
+	MemoryContext cxt;
+	IncNode    *root;
+	List	   *nodes;			/* breadth first */
+	List	   *idmaps;			/* CallMap per model */
+	List	   *linkmaps;		/* CallMap per relationship */
+	StringInfoData arena;		/* text output: every row's columns */
+	int64		fetched;
+	int64		built;
+	int64		queries;
+	int64		hits;
+	int			nnodes;
+} LoadCall;
+
+/* loader_out.c */
+extern void loader_prepare_slots(IncNode *n);
+extern void loader_check_row_limit(LoadCall *lc, int64 n);
+extern Link *loader_node_link(IncNode *child, LRow *row);
+extern void loader_build_object(LoadCall *lc, LRow *row, IncNode *node, JsonbValue *out);
+extern void loader_write_object(LoadCall *lc, LRow *row, IncNode *node, StringInfo out);
+extern char *loader_stats_text(LoadCall *lc);
+
 /* loader_keys.c */
 extern void loader_keyinfo_init(KeyInfo *ki, int n, Oid *types, MemoryContext cxt);
 extern uint32 loader_key_hash(KeyInfo *ki, Datum *key);
@@ -140,12 +255,36 @@ loader_key_normalise(KeyInfo *ki, int i, Datum d)
 	return d;
 }
 
+/*
+ * appendBinaryStringInfo without the call when there is room, for the
+ * text output's many short appends (no terminating NUL kept).
+ */
+static inline void
+loader_append(StringInfo buf, const char *data, int n)
+{
+	if (buf->len + n >= buf->maxlen)
+		enlargeStringInfo(buf, n);
+	memcpy(buf->data + buf->len, data, n);
+	buf->len += n;
+}
+
+static inline void
+loader_append_char(StringInfo buf, char c)
+{
+	if (buf->len + 1 >= buf->maxlen)
+		enlargeStringInfo(buf, 1);
+	buf->data[buf->len++] = c;
+}
+
 /* loader_json.c */
 extern ConvKind loader_conv_kind(Oid type, Oid *basetype);
 extern void loader_convert_value(ModelInfo *mi, int col, Datum d, bool isnull,
 								 JsonbValue *v);
 extern void loader_set_string(JsonbValue *v, char *s);
 extern char *loader_jsonb_scalar_text(JsonbValue *v);
+extern void loader_render_row(ModelInfo *mi, Datum *values, bool *nulls,
+							  StringInfo arena, int64 *off, int32 *pos);
+extern void loader_escape_json(StringInfo buf, const char *s, int len);
 
 /* loader_find.c: find()'s statement, its parameters bound by value */
 typedef struct FindQuery
@@ -163,12 +302,14 @@ extern void loader_find_add_filter(FindQuery *q, ModelInfo *mi, Jsonb *filter);
 extern void loader_find_add_order_by(FindQuery *q, ModelInfo *mi, ArrayType *order_by);
 
 /* loader_plan.c */
+extern void loader_registry_ensure(void);
+extern HarborModel *loader_model_lookup(const char *name);
 extern ModelInfo *loader_model_info(Oid relid, const char *name);
 extern RelInfo *loader_rel_info(ModelInfo *parent, HarborRelationship *r);
 extern SPIPlanPtr loader_root_plan(ModelInfo *mi);
 extern SPIPlanPtr loader_find_plan(ModelInfo *mi, const char *sql, int nargs,
 								   Oid *argtypes);
-extern void loader_check_result(SPITupleTable *tt, int nexpected, Oid *expected,
+extern void loader_check_result(TupleDesc desc, int nexpected, Oid *expected,
 								const char *function, const char *what);
 
 #endif							/* HARBOR_LOADER_H */

@@ -123,22 +123,22 @@ add_condition(FindQuery *q, ModelInfo *mi, int col, const char *op, JsonbValue *
 		p = loader_find_add_param(q, TEXTARRAYOID,
 					  PointerGetDatum(construct_md_array(elems, enulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT)),
 					  false);
-		appendStringInfo(&q->sql, "t.%s = ANY ($%d::%s[])", qcol, p, typname);
+		appendStringInfo(&q->sql, "t.%s OPERATOR(pg_catalog.=) ANY ($%d::%s[])", qcol, p, typname);
 		return;
 	}
 
 	if (strcmp(op, "eq") == 0)
-		sqlop = "=";
+		sqlop = "OPERATOR(pg_catalog.=)";
 	else if (strcmp(op, "ne") == 0)
-		sqlop = "<>";
+		sqlop = "OPERATOR(pg_catalog.<>)";
 	else if (strcmp(op, "lt") == 0)
-		sqlop = "<";
+		sqlop = "OPERATOR(pg_catalog.<)";
 	else if (strcmp(op, "lte") == 0)
-		sqlop = "<=";
+		sqlop = "OPERATOR(pg_catalog.<=)";
 	else if (strcmp(op, "gt") == 0)
-		sqlop = ">";
+		sqlop = "OPERATOR(pg_catalog.>)";
 	else if (strcmp(op, "gte") == 0)
-		sqlop = ">=";
+		sqlop = "OPERATOR(pg_catalog.>=)";
 	else if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
 	{
 		if (TypeCategory(getBaseType(type)) != TYPCATEGORY_STRING)
@@ -146,7 +146,7 @@ add_condition(FindQuery *q, ModelInfo *mi, int col, const char *op, JsonbValue *
 					(errcode(ERRCODE_UNDEFINED_FUNCTION),
 					 errmsg("operator %s needs a text column, but \"%s\" is of type %s",
 							op, mi->model->columns[col], format_type_be(type))));
-		sqlop = op[0] == 'l' ? "LIKE" : "ILIKE";
+		sqlop = op[0] == 'l' ? "OPERATOR(pg_catalog.~~)" : "OPERATOR(pg_catalog.~~*)";
 	}
 	else
 		ereport(ERROR,
@@ -168,7 +168,7 @@ add_condition(FindQuery *q, ModelInfo *mi, int col, const char *op, JsonbValue *
 				 errmsg("operator %s of column \"%s\" needs a value, not null", op, mi->model->columns[col])));
 	}
 	p = loader_find_add_param(q, TEXTOID, CStringGetTextDatum(text), false);
-	if (sqlop[0] == 'L' || sqlop[0] == 'I')
+	if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
 		appendStringInfo(&q->sql, "t.%s::pg_catalog.text %s $%d", qcol, sqlop, p);
 	else
 		appendStringInfo(&q->sql, "t.%s %s $%d::%s", qcol, sqlop, p, typname);

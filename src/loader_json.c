@@ -2,7 +2,8 @@
  *
  * loader_json.c
  *	  Column values to JsonbValues for the relation loader, rendered as
- *	  to_jsonb renders them.
+ *	  to_jsonb renders them, and the same values as JSON text for the text
+ *	  output (load_text), exactly as jsonb_out prints those JsonbValues.
  *
  * Scalars are converted here, without going through text where the jsonb
  * value can be taken from the datum directly; types whose rendering needs
@@ -25,6 +26,7 @@
 #include "catalog/pg_type.h"
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -102,6 +104,22 @@ jsonb_to_tree(Jsonb *jb, JsonbValue *out)
 	*out = *res;
 }
 
+/*
+ * A float as to_jsonb holds it: the numeric its output text reads as, or
+ * NULL for NaN and infinities, which become strings (*text).
+ */
+static Numeric
+float_numeric(ModelInfo *mi, int col, Datum d, char **text)
+{
+	double		f = (mi->basetype[col] == FLOAT4OID) ? DatumGetFloat4(d) : DatumGetFloat8(d);
+
+	*text = OutputFunctionCall(&mi->outfn[col], d);
+	if (isnan(f) || isinf(f))
+		return NULL;
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(*text),
+											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+}
+
 void
 loader_set_string(JsonbValue *v, char *s)
 {
@@ -155,18 +173,15 @@ loader_convert_value(ModelInfo *mi, int col, Datum d, bool isnull, JsonbValue *v
 			break;
 		case CONV_FLOAT:
 			{
-				char	   *s = OutputFunctionCall(&mi->outfn[col], d);
-				double		f = (mi->basetype[col] == FLOAT4OID) ?
-				DatumGetFloat4(d) : DatumGetFloat8(d);
+				char	   *s;
+				Numeric		n = float_numeric(mi, col, d, &s);
 
-				if (isnan(f) || isinf(f))
+				if (n == NULL)
 					loader_set_string(v, s);
 				else
 				{
 					v->type = jbvNumeric;
-					v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
-																		 ObjectIdGetDatum(InvalidOid),
-																		 Int32GetDatum(-1)));
+					v->val.numeric = n;
 				}
 			}
 			break;
@@ -211,4 +226,183 @@ loader_jsonb_scalar_text(JsonbValue *v)
 		default:
 			return NULL;
 	}
+}
+
+/*
+ * Appends s (len bytes, no NUL inside) as a JSON string, exactly as
+ * escape_json() writes it, copying runs that need no escape at once.
+ */
+void
+loader_escape_json(StringInfo buf, const char *s, int len)
+{
+	const char *run = s;
+	const char *end = s + len;
+
+	enlargeStringInfo(buf, len + 2);
+	buf->data[buf->len++] = '"';
+	for (const char *p = s; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+		const char *esc;
+
+		if (c >= ' ' && c != '"' && c != '\\')
+			continue;
+		if (p > run)
+			loader_append(buf, run, p - run);
+		run = p + 1;
+		switch (c)
+		{
+			case '\b':
+				esc = "\\b";
+				break;
+			case '\f':
+				esc = "\\f";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			case '"':
+				esc = "\\\"";
+				break;
+			case '\\':
+				esc = "\\\\";
+				break;
+			default:
+				appendStringInfo(buf, "\\u%04x", (int) c);
+				continue;
+		}
+		loader_append(buf, esc, 2);
+	}
+	if (end > run)
+		loader_append(buf, run, end - run);
+	appendStringInfoCharMacro(buf, '"');
+}
+
+static void
+append_cstring_json(StringInfo buf, const char *s)
+{
+	loader_escape_json(buf, s, strlen(s));
+}
+
+/* A numeric as jsonb prints it: a number, or a string for NaN/Infinity. */
+static void
+append_numeric(StringInfo buf, Numeric n)
+{
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+
+	if (numeric_is_nan(n) || numeric_is_inf(n))
+		append_cstring_json(buf, s);
+	else
+		appendStringInfoString(buf, s);
+}
+
+/*
+ * Appends one value of column col as JSON text: the text jsonb_out prints
+ * for the JsonbValue loader_convert_value() makes of it.
+ */
+static void
+render_value(ModelInfo *mi, int col, Datum d, bool isnull, StringInfo buf)
+{
+	char		num[MAXINT8LEN + 1];
+
+	if (isnull)
+	{
+		loader_append(buf, "null", 4);
+		return;
+	}
+	switch (mi->conv[col])
+	{
+		case CONV_BOOL:
+			if (DatumGetBool(d))
+				loader_append(buf, "true", 4);
+			else
+				loader_append(buf, "false", 5);
+			break;
+		case CONV_INT2:
+			loader_append(buf, num, pg_ltoa(DatumGetInt16(d), num));
+			break;
+		case CONV_INT4:
+			loader_append(buf, num, pg_ltoa(DatumGetInt32(d), num));
+			break;
+		case CONV_INT8:
+			loader_append(buf, num, pg_lltoa(DatumGetInt64(d), num));
+			break;
+		case CONV_NUMERIC:
+			append_numeric(buf, DatumGetNumeric(d));
+			break;
+		case CONV_FLOAT:
+			{
+				char	   *s;
+				Numeric		n = float_numeric(mi, col, d, &s);
+
+				if (n == NULL)
+					append_cstring_json(buf, s);
+				else
+					append_numeric(buf, n);
+			}
+			break;
+		case CONV_TEXT:
+			{
+				struct varlena *t = PG_DETOAST_DATUM_PACKED(d);
+
+				loader_escape_json(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case CONV_DATETIME:
+			{
+				char		dt[MAXDATELEN + 1];
+
+				append_cstring_json(buf, JsonEncodeDateTime(dt, d, mi->basetype[col], NULL));
+			}
+			break;
+		case CONV_OTHER:
+			append_cstring_json(buf, OutputFunctionCall(&mi->outfn[col], d));
+			break;
+		case CONV_JSONB:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(d);
+
+				JsonbToCString(buf, &jb->root, VARSIZE(jb));
+			}
+			break;
+		case CONV_TO_JSONB:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(FunctionCall1(&mi->outfn[col], d));
+
+				JsonbToCString(buf, &jb->root, VARSIZE(jb));
+			}
+			break;
+	}
+}
+
+/*
+ * Text output: appends a row's columns to the call's arena as
+ * "key": value pairs separated by ", ", in jsonb key order.  *off is where
+ * the row starts; pos[i] where pair i starts, relative to it, and
+ * pos[ncols] the end plus 2, so that pair i ends at pos[i + 1] - 2.
+ */
+void
+loader_render_row(ModelInfo *mi, Datum *values, bool *nulls, StringInfo arena,
+				  int64 *off, int32 *pos)
+{
+	int64		start = arena->len;
+
+	*off = start;
+	for (int i = 0; i < mi->ncols; i++)
+	{
+		int			c = mi->text_order[i];
+
+		if (i > 0)
+			loader_append(arena, ", ", 2);
+		pos[i] = (int32) (arena->len - start);
+		loader_append(arena, mi->keytext[c], mi->keytextlen[c]);
+		render_value(mi, c, values[c], nulls[c], arena);
+	}
+	pos[mi->ncols] = (int32) (arena->len - start) + 2;
 }

@@ -31,6 +31,7 @@ loader_keyinfo_init(KeyInfo *ki, int n, Oid *types, MemoryContext cxt)
 
 	ki->n = n;
 	ki->types = palloc(sizeof(Oid) * Max(n, 1));
+	ki->arraytypes = palloc(sizeof(Oid) * Max(n, 1));
 	ki->binary = palloc(sizeof(bool) * Max(n, 1));
 	ki->typlen = palloc(sizeof(int16) * Max(n, 1));
 	ki->byval = palloc(sizeof(bool) * Max(n, 1));
@@ -43,6 +44,7 @@ loader_keyinfo_init(KeyInfo *ki, int n, Oid *types, MemoryContext cxt)
 		Oid			base = getBaseType(types[i]);
 
 		ki->types[i] = types[i];
+		ki->arraytypes[i] = get_array_type(types[i]);
 		get_typlenbyvalalign(types[i], &ki->typlen[i], &ki->byval[i], &ki->typalign[i]);
 		ki->collation[i] = OidIsValid(get_typcollation(base)) ? DEFAULT_COLLATION_OID : InvalidOid;
 		switch (base)

@@ -33,6 +33,7 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -62,6 +63,19 @@ prepare_kept(HarborCacheEntry *e, const char *sql, int nargs, Oid *argtypes,
 	/* SPI leaves its procedure context current */
 	MemoryContextSwitchTo(caller);
 	return plan;
+}
+
+/* Column indexes by their names in jsonb key order: shorter first, then bytewise. */
+static int
+colkey_cmp(const void *a, const void *b, void *arg)
+{
+	JsonbValue *keys = arg;
+	JsonbValue *ka = &keys[*(const int *) a];
+	JsonbValue *kb = &keys[*(const int *) b];
+
+	if (ka->val.string.len != kb->val.string.len)
+		return ka->val.string.len > kb->val.string.len ? 1 : -1;
+	return memcmp(ka->val.string.val, kb->val.string.val, ka->val.string.len);
 }
 
 static int
@@ -148,6 +162,8 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 	mi->basetype = palloc(sizeof(Oid) * Max(m->ncolumns, 1));
 	mi->outfn = palloc0(sizeof(FmgrInfo) * Max(m->ncolumns, 1));
 	mi->colkey = palloc0(sizeof(JsonbValue) * Max(m->ncolumns, 1));
+	mi->coltyplen = palloc(sizeof(int16) * Max(m->ncolumns, 1));
+	mi->colbyval = palloc(sizeof(bool) * Max(m->ncolumns, 1));
 	mi->relname = harbor_quoted_relname(relid);
 	catalog_column_types(relid, m, mi->coltype);
 	initStringInfo(&buf);
@@ -173,12 +189,28 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 													 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL),
 							   &mi->outfn[i]);
 		}
+		get_typlenbyval(mi->coltype[i], &mi->coltyplen[i], &mi->colbyval[i]);
 		mi->colkey[i].type = jbvString;
 		mi->colkey[i].val.string.val = pstrdup(m->columns[i]);
 		mi->colkey[i].val.string.len = strlen(m->columns[i]);
 		appendStringInfo(&buf, "%st.%s", i > 0 ? ", " : "", q);
 	}
 	mi->select_list = buf.data;
+
+	/* text output: columns in jsonb key order, each key as JSON text */
+	mi->text_order = palloc(sizeof(int) * Max(m->ncolumns, 1));
+	mi->keytext = palloc(sizeof(char *) * Max(m->ncolumns, 1));
+	mi->keytextlen = palloc(sizeof(int) * Max(m->ncolumns, 1));
+	for (int i = 0; i < m->ncolumns; i++)
+	{
+		initStringInfo(&buf);
+		escape_json(&buf, m->columns[i]);
+		appendStringInfoString(&buf, ": ");
+		mi->keytext[i] = buf.data;
+		mi->keytextlen[i] = buf.len;
+		mi->text_order[i] = i;
+	}
+	qsort_arg(mi->text_order, m->ncolumns, sizeof(int), colkey_cmp, mi->colkey);
 
 	mi->pk_idx = palloc(sizeof(int) * Max(m->npk, 1));
 	pktypes = palloc(sizeof(Oid) * Max(m->npk, 1));
@@ -220,6 +252,26 @@ build_model_info(HarborCacheEntry *e, Oid relid, const char *name)
 }
 
 /*
+ * Brings the registry snapshot up to date (a rebuild runs its statements
+ * under a fixed search_path: registry.c).
+ */
+void
+loader_registry_ensure(void)
+{
+	int			n;
+
+	(void) harbor_model_list(&n);
+}
+
+/* A model by name, the registry brought up to date first. */
+HarborModel *
+loader_model_lookup(const char *name)
+{
+	loader_registry_ensure();
+	return harbor_model_lookup(name, false);
+}
+
+/*
  * The ModelInfo of a registered table (name is for messages).  The table
  * is locked first: a change committed since the transaction started is
  * then known to the cache before its entry is looked at, and none can
@@ -232,6 +284,7 @@ loader_model_info(Oid relid, const char *name)
 	ModelInfo  *mi;
 
 	lock_table(relid, name);
+	loader_registry_ensure();
 	e = harbor_cache_entry(relid);
 	mi = e->data[HARBOR_CACHE_LOADER];
 	if (mi == NULL)
@@ -253,7 +306,7 @@ append_key_match(StringInfo buf, const char *alias, char **cols, int n, int firs
 {
 	if (n == 1)
 	{
-		appendStringInfo(buf, " WHERE %s.%s = ANY ($%d)", alias, quote_identifier(cols[0]), firstparam);
+		appendStringInfo(buf, " WHERE %s.%s OPERATOR(pg_catalog.=) ANY ($%d)", alias, quote_identifier(cols[0]), firstparam);
 		return;
 	}
 	appendStringInfoString(buf, " JOIN ROWS FROM (");
@@ -264,7 +317,7 @@ append_key_match(StringInfo buf, const char *alias, char **cols, int n, int firs
 		appendStringInfo(buf, "%sk%d", i > 0 ? ", " : "", i + 1);
 	appendStringInfoString(buf, ") ON ");
 	for (int i = 0; i < n; i++)
-		appendStringInfo(buf, "%s%s.%s = k.k%d", i > 0 ? " AND " : "", alias,
+		appendStringInfo(buf, "%s%s.%s OPERATOR(pg_catalog.=) k.k%d", i > 0 ? " AND " : "", alias,
 						 quote_identifier(cols[i]), i + 1);
 }
 
@@ -353,7 +406,7 @@ build_rel_info(ModelInfo *parent, HarborRelationship *r, ModelInfo *target)
 		appendStringInfo(&sql, "%s FROM %s s JOIN %s t ON ", target->select_list,
 						 harbor_quoted_relname(r->secondary), target->relname);
 		for (int j = 0; j < r->nremote; j++)
-			appendStringInfo(&sql, "%st.%s = s.%s", j > 0 ? " AND " : "",
+			appendStringInfo(&sql, "%st.%s OPERATOR(pg_catalog.=) s.%s", j > 0 ? " AND " : "",
 							 quote_identifier(r->remote_columns[j]),
 							 quote_identifier(r->secondary_remote_columns[j]));
 		append_key_match(&sql, "s", r->secondary_local_columns, r->ncolumns, 1);
@@ -483,10 +536,9 @@ loader_find_plan(ModelInfo *mi, const char *sql, int nargs, Oid *argtypes)
  * per column per statement, not per row.
  */
 void
-loader_check_result(SPITupleTable *tt, int nexpected, Oid *expected,
+loader_check_result(TupleDesc desc, int nexpected, Oid *expected,
 					const char *function, const char *what)
 {
-	TupleDesc	desc = tt->tupdesc;
 
 	if (desc->natts != nexpected)
 		ereport(ERROR,

@@ -38,6 +38,7 @@
 #include "nodes/pg_list.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -305,9 +306,19 @@ registry_rebuild(void)
 	nloaded = 0;
 	if (OidIsValid(model_table_oid) && OidIsValid(relationship_table_oid))
 	{
+		/*
+		 * Callers may run under the caller's search_path (the reservation
+		 * and loader functions do): the build's statements run under a fixed
+		 * one, whoever triggers it.
+		 */
+		int			guc_level = NewGUCNestLevel();
+
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		SPI_connect();
-		rc = SPI_execute("SELECT name, relation::oid, primary_key, columns, "
-						 "column_types::oid[] FROM harbor.model ORDER BY name",
+		rc = SPI_execute("SELECT name, relation::pg_catalog.oid, primary_key, columns, "
+						 "column_types::pg_catalog.oid[] FROM harbor.model ORDER BY name",
 						 false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read harbor.model: %s", SPI_result_code_string(rc));
@@ -347,9 +358,9 @@ registry_rebuild(void)
 		MemoryContextSwitchTo(oldcxt);
 
 		rc = SPI_execute("SELECT model, name, kind, target, local_columns, remote_columns, "
-						 "secondary::oid, secondary_local_columns, secondary_remote_columns, "
+						 "secondary::pg_catalog.oid, secondary_local_columns, secondary_remote_columns, "
 						 "constraint_name, explicit, ambiguous, "
-						 "count(*) OVER (PARTITION BY model) "
+						 "pg_catalog.count(*) OVER (PARTITION BY model) "
 						 "FROM harbor.relationship ORDER BY model, name, constraint_name, id",
 						 false, 0);
 		if (rc != SPI_OK_SELECT)
@@ -395,6 +406,7 @@ registry_rebuild(void)
 		}
 		MemoryContextSwitchTo(oldcxt);
 		SPI_finish();
+		AtEOXact_GUC(true, guc_level);
 	}
 
 	/* complete: publish it */

@@ -57,7 +57,6 @@
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
-#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -567,24 +566,15 @@ harbor_stock_result_int64(int row, int col)
 /*
  * The stock cache, for the reservation functions.  They run with the
  * caller's search_path: every statement they keep names its tables,
- * operators, functions and types schema-qualified.  A registry rebuild runs
- * statements of the registry (registry.c) that are not all written that
- * way, so it runs under search_path = pg_catalog, pg_temp here.
+ * operators, functions and types schema-qualified, and a registry rebuild
+ * runs its own statements under a fixed search_path (registry.c).
  */
 static StockCache *
 get_stock_cache(void)
 {
-	if (!harbor_cache_registry_valid())
-	{
-		int			nestlevel = NewGUCNestLevel();
-		int			nmodels;
+	int			nmodels;
 
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		(void) harbor_model_list(&nmodels);
-		AtEOXact_GUC(true, nestlevel);
-	}
+	(void) harbor_model_list(&nmodels);
 	return harbor_stock_cache();
 }
 

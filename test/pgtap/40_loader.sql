@@ -3,7 +3,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS harbor_orm;
 SET client_min_messages = warning;
-SELECT plan(50);
+SELECT plan(66);
 
 CREATE SCHEMA ltap;
 CREATE TABLE ltap.brands (id serial PRIMARY KEY, name text NOT NULL);
@@ -61,6 +61,39 @@ SELECT is(jsonb_path_query_array(harbor.find('products', '{"price_cents": {"lt":
           order_by => '{price_cents desc}'), '$[*].id'), '[3, 2, 1]', 'find filters and orders');
 SELECT is(jsonb_path_query_array(harbor.find('products', '{"brand_id": {"in": [1]}}', lim => 2, offs => 1),
           '$[*].id'), '[4, 6]', 'find with in, limit and offset');
+
+-- load_text: the same result as load, as the text load()::text gives
+CREATE FUNCTION pg_temp.text_matches(m text, ids anyarray, inc text[] DEFAULT '{}') RETURNS boolean
+    LANGUAGE sql AS $$
+    SELECT harbor.load_text(m, ids, inc)::jsonb = harbor.load(m, ids, inc)
+       AND harbor.load_text(m, ids, inc) = harbor.load(m, ids, inc)::text $$;
+SELECT ok(pg_temp.text_matches('products', ARRAY[3, 1, 3, NULL, 999999]), 'load_text: order, duplicates, NULLs, unknown ids');
+SELECT is(harbor.load_text('products', '{}'::int[]), '[]', 'load_text: empty ids give []');
+SELECT is(harbor.load_text('products', NULL::int[]), '[]', 'load_text: NULL ids give []');
+SELECT ok(pg_temp.text_matches('products', ARRAY(SELECT generate_series(1, 60)), '{variants, brand, tags, details}'),
+          'load_text: every kind of relationship');
+SELECT ok(pg_temp.text_matches('variants', ARRAY(SELECT generate_series(1, 40)), '{product.brand, product.tags.products}'),
+          'load_text: nested includes and shared targets');
+SELECT ok(pg_temp.text_matches('bins', ARRAY[ROW('A', 2), ROW('A', 1)], '{placements.bins}'),
+          'load_text: composite keys both ways');
+SELECT ok(pg_temp.text_matches('products', ARRAY[1, 2]::bigint[], '{variants.product.variants}'),
+          'load_text: converted ids and a cycle');
+INSERT INTO ltap.brands (name) VALUES (E'ünï \u00e9 ✓ 😀 "q" \\ \n\t\u0001');
+SELECT ok(pg_temp.text_matches('brands', ARRAY[3, 1]), 'load_text: unicode and escapes');
+SELECT is(harbor.load_text('brands', ARRAY[3])::jsonb -> 0 ->> 'name', E'ünï \u00e9 ✓ 😀 "q" \\ \n\t\u0001',
+          'load_text: a string reads back as it was');
+SELECT is(harbor.get_text('bins', ROW('A', 1), '{placements}'), harbor.get('bins', ROW('A', 1), '{placements}')::text,
+          'get_text: the text get()::text gives');
+SELECT is(harbor.get_text('products', 0), NULL, 'get_text of an unknown id returns NULL');
+SELECT is(harbor.find_text('products', '{"brand_id": {"in": [1]}}', '{variants, tags}', '{price_cents desc}', 5, 2),
+          harbor.find('products', '{"brand_id": {"in": [1]}}', '{variants, tags}', '{price_cents desc}', 5, 2)::text,
+          'find_text: the text find()::text gives');
+SELECT throws_ok($$SELECT harbor.load_text('nope', ARRAY[1])$$, '42704', NULL, 'load_text: unknown model');
+SET LOCAL harbor_orm.load_max_rows = 50;
+SELECT throws_ok($$SELECT harbor.load_text('products', ARRAY(SELECT generate_series(1, 20)), '{variants}')$$, '54000', NULL,
+                 'load_text: more rows than load_max_rows');
+RESET harbor_orm.load_max_rows;
+SELECT is(harbor.last_load_stats() ->> 'function', NULL, 'load_text: no statistics after an error');
 
 -- batching and the identity map
 SELECT harbor.load('variants', ARRAY(SELECT generate_series(1, 100)), '{product.brand}');
@@ -120,6 +153,8 @@ SET LOCAL ROLE ltap_reader;
 SELECT is(jsonb_path_query_array(harbor.load('products', ARRAY[1], '{variants}'), '$[*].variants[*].size'),
           '["S"]', 'row-level security hides rows of a relationship');
 SELECT is(jsonb_array_length(harbor.load('variants', ARRAY[1, 2, 3, 4])), 2, 'row-level security hides roots, though the plan was cached by the owner');
+SELECT is(harbor.load_text('products', ARRAY[1, 2], '{variants}'), harbor.load('products', ARRAY[1, 2], '{variants}')::text,
+          'load_text: row-level security applies as to load');
 SELECT throws_ok($$SELECT harbor.load('products', ARRAY[1], '{tags}')$$, '42501', NULL,
                  'a table without SELECT privilege cannot be loaded');
 SELECT throws_ok($$SELECT harbor.find('details')$$, '42501', NULL, 'find needs SELECT privilege too');
