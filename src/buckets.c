@@ -59,6 +59,7 @@
 
 #include "access/hash.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -70,9 +71,11 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -624,6 +627,41 @@ probe(StockCache *c, ItemPointer tid, AttrNumber stock_att, int64 need)
 }
 
 /*
+ * Whether the bucket version at tid is locked or updated by another
+ * transaction still running, read from its header without locking it.  A
+ * hint only (a multixact, or a version since replaced, reads as not busy):
+ * it spares the subtransaction of a probe that would fail; a bucket passed
+ * over by mistake is still found by the wait or the across step.
+ */
+static bool
+looks_busy(Relation rel, ItemPointer tid)
+{
+	Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
+	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
+	TransactionId xmax = InvalidTransactionId;
+	Page		page;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page))
+	{
+		ItemId		lp = PageGetItemId(page, off);
+
+		if (ItemIdIsNormal(lp))
+		{
+			HeapTupleHeader h = (HeapTupleHeader) PageGetItem(page, lp);
+
+			if (!(h->t_infomask & (HEAP_XMAX_INVALID | HEAP_XMAX_IS_MULTI)))
+				xmax = HeapTupleHeaderGetRawXmax(h);
+		}
+	}
+	UnlockReleaseBuffer(buf);
+	return TransactionIdIsNormal(xmax) &&
+		!TransactionIdIsCurrentTransactionId(xmax) &&
+		TransactionIdIsInProgress(xmax);
+}
+
+/*
  * In a subtransaction: the guarded take from one bucket, waiting for it
  * (BP_TAKE with args).  An UPDATE that waited and then found the row short
  * keeps it locked: rolling back lets it go.
@@ -668,20 +706,31 @@ take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int st
 
 	list_buckets(c, m, item, &bl);
 
-	/* 1. A bucket with enough stock that nobody holds, from start on. */
-	for (int i = 0; i < bl.n; i++)
+	/*
+	 * 1. A bucket with enough stock that nobody holds, from start on;
+	 * buckets that look busy are passed over without a probe.
+	 */
 	{
-		int			j = (start + i) % bl.n;
+		Relation	rel = table_open(c->bucket_relid, AccessShareLock);
 
-		if (bl.stock[j] < need)
-			continue;
-		CHECK_FOR_INTERRUPTS();
-		if (probe(c, &bl.tids[j], stock_att, need))
+		for (int i = 0; i < bl.n; i++)
 		{
-			count_path(i == 0 ? PATH_FIRST : PATH_SKIPPED);
-			*bucket_out = bl.nums[j];
-			return true;
+			int			j = (start + i) % bl.n;
+
+			if (bl.stock[j] < need)
+				continue;
+			CHECK_FOR_INTERRUPTS();
+			if (looks_busy(rel, &bl.tids[j]))
+				continue;
+			if (probe(c, &bl.tids[j], stock_att, need))
+			{
+				table_close(rel, AccessShareLock);
+				count_path(i == 0 ? PATH_FIRST : PATH_SKIPPED);
+				*bucket_out = bl.nums[j];
+				return true;
+			}
 		}
+		table_close(rel, AccessShareLock);
 	}
 
 	/* 2. Wait for one bucket that has enough now. */
