@@ -183,6 +183,13 @@ SET ROLE bkt_clerk;
 SELECT qty FROM harbor.reserve_stock(1, 1, 'p-2', model => 'mugs');
 SELECT harbor.release_reservation('p-2');
 RESET ROLE;
+-- SELECT of the item is needed too, as the guarded UPDATE reads the row
+-- (checked explicitly: without row-level security no statement reads it)
+REVOKE SELECT ON bkt.mugs FROM bkt_clerk;
+SET ROLE bkt_clerk;
+SELECT bkt.err($$SELECT harbor.reserve_stock(1, 1, 'p-2b', model => 'mugs')$$);
+RESET ROLE;
+GRANT SELECT ON bkt.mugs TO bkt_clerk;
 -- row-level security hiding an item hides its buckets too
 ALTER TABLE bkt.mugs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY only_one ON bkt.mugs USING (id = 1);

@@ -526,7 +526,16 @@ caller_sees_item(StockModel *m, StockTable *t, int64 item)
 	 * check_stock reports.
 	 */
 	if (!rls)
+	{
+		/* the SELECT the guarded UPDATE needs: the key and the stock column */
+		Oid			role = GetUserId();
+
+		if (pg_class_aclcheck(m->relid, role, ACL_SELECT) != ACLCHECK_OK &&
+			(pg_attribute_aclcheck(m->relid, t->pk_attnum, role, ACL_SELECT) != ACLCHECK_OK ||
+			 pg_attribute_aclcheck(m->relid, t->stock_attnum, role, ACL_SELECT) != ACLCHECK_OK))
+			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(m->relid));
 		return true;
+	}
 	return harbor_stock_run(harbor_stock_model_plan(t, MP_EXISTS_RLS), &arg, NULL, false) > 0;
 }
 
