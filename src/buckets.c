@@ -696,15 +696,18 @@ wait_take(StockCache *c, Datum *args)
 }
 
 /*
- * Take need units of item, by the paths in the file header.  True and the
- * bucket taken from (HARBOR_NO_BUCKET: the stock column) on success; false
- * and what the item has when the whole item is short.
+ * Take need units of item, by the paths in the file header, step 1 over
+ * listed (the caller's list of this call: its row versions cannot be
+ * pruned while the calling statement's snapshot holds back the horizon, and
+ * each is locked at its newest version anyway).  True and the bucket taken
+ * from (HARBOR_NO_BUCKET: the stock column) on success; false and what the
+ * item has when the whole item is short.
  */
 static bool
 take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int start,
-	 int64 own_id, int32 *bucket_out, int64 *available)
+	 const BucketList *listed, int64 own_id, int32 *bucket_out, int64 *available)
 {
-	BucketList	bl;
+	BucketList	bl = *listed;
 	Datum		args[4];
 	AttrNumber	stock_att = bucket_stock_attnum(c);
 	int64		column;
@@ -712,8 +715,6 @@ take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int st
 	int64		rem;
 	bool		isnull;
 	int			first = HARBOR_NO_BUCKET;
-
-	list_buckets(c, m, item, &bl);
 
 	/*
 	 * 1. A bucket with enough stock that nobody holds, from start on;
@@ -943,7 +944,7 @@ harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t, int64 item, i
 	taken = own_bucket;
 	if (need > 0)
 	{
-		if (!take(c, m, t, item, need, start, hold_id, &taken, available))
+		if (!take(c, m, t, item, need, start, &bl, hold_id, &taken, available))
 		{
 			*available += is_new ? 0 : own_qty;
 			return BUCKET_SHORT;
