@@ -152,9 +152,15 @@ SELECT qty FROM harbor.reserve_stock(3, 1, 'b-11', model => 'mugs');
 SELECT * FROM bkt.total;
 SELECT * FROM harbor.check_stock();
 
--- check_stock reports buckets of an item that no longer exists
+-- an item row deleted while split serves no checkout (HB002), and
+-- check_stock reports the buckets it left
+UPDATE bkt.mugs SET stock_qty = 3 WHERE id = 4;
 SELECT harbor.split_stock('mugs', 4, 2);
+SELECT qty FROM harbor.reserve_stock(4, 1, 'b-del-1', model => 'mugs');
+SELECT harbor.release_reservation('b-del-1', 4);
 DELETE FROM bkt.mugs WHERE id = 4;
+SELECT bkt.err($$SELECT harbor.reserve_stock(4, 1, 'b-del-2', model => 'mugs')$$);
+SELECT bkt.err($$SELECT harbor.reserve_many('b-del-3', '[{"item_id": 4, "qty": 1}]', model => 'mugs')$$);
 SELECT * FROM harbor.check_stock();
 SELECT harbor.merge_stock('mugs', 4);
 DELETE FROM harbor.stock_bucket WHERE item_id = 4;

@@ -41,7 +41,8 @@
  * bucket they can lock at once, else to the item row they hold.
  *
  * Privileges.  harbor.stock_bucket belongs to the extension's owner and
- * only its SELECT is granted; its rows are written here as that owner,
+ * nothing on it is granted (the stock_buckets view is readable by every
+ * role); its rows are written here as that owner,
  * under SECURITY_RESTRICTED_OPERATION, after checking explicitly that the
  * caller could have moved the stock itself: UPDATE on the stock column (or
  * the table), SELECT of the item, and, when row-level security applies to
@@ -57,13 +58,16 @@
 
 #include <limits.h>
 
+#include "access/genam.h"
 #include "access/hash.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -81,7 +85,10 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/resowner.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -502,6 +509,56 @@ require_stock_update(StockModel *m, StockTable *t)
 }
 
 /*
+ * Whether the item row is there, read through the table's primary key
+ * index under the active snapshot without locking the row: a cheap probe
+ * for callers to whom no row-level security applies.  -1 when the key's
+ * index cannot be probed with a bigint (no single-column primary key, or
+ * its operator family has no equality with bigint): the caller then asks
+ * with a statement.
+ */
+static int
+item_row_present(Oid relid, AttrNumber pk_attnum, int64 item)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	Relation	idx;
+	Oid			eqop;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int			found;
+
+	if (!OidIsValid(indexoid))
+	{
+		table_close(rel, AccessShareLock);
+		return -1;
+	}
+	idx = index_open(indexoid, AccessShareLock);
+	eqop = InvalidOid;
+	if (idx->rd_index->indnkeyatts == 1 && idx->rd_index->indkey.values[0] == pk_attnum &&
+		idx->rd_rel->relam == BTREE_AM_OID)
+		eqop = get_opfamily_member(idx->rd_opfamily[0], idx->rd_opcintype[0], INT8OID,
+								   BTEqualStrategyNumber);
+	if (!OidIsValid(eqop))
+	{
+		index_close(idx, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		return -1;
+	}
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, INT8OID,
+						   idx->rd_indcollation[0], get_opcode(eqop), Int64GetDatum(item));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot) ? 1 : 0;
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
  * What the guarded UPDATE of an unsplit item checks, checked explicitly:
  * the caller may update the stock column and sees the item; under
  * row-level security, sees it as an UPDATE would (the item is locked FOR
@@ -519,14 +576,16 @@ caller_sees_item(StockModel *m, StockTable *t, int64 item)
 
 	/*
 	 * Without row-level security for this caller (the table has none, or
-	 * the caller bypasses it) the item is there for the caller if its
-	 * buckets are: the caller found them.  check_enable_rls reads the
-	 * relcache, so an ALTER TABLE ... ENABLE ROW LEVEL SECURITY counts from
-	 * the next call on.  An item row deleted while split leaves buckets that
-	 * check_stock reports.
+	 * the caller bypasses it) the rights are catalog checks and the row is
+	 * looked up through the key's index, without a statement or a row lock:
+	 * an item row deleted while split serves no more checkouts.
+	 * check_enable_rls reads the relcache, so an ALTER TABLE ... ENABLE ROW
+	 * LEVEL SECURITY counts from the next call on.
 	 */
 	if (!rls)
 	{
+		int			present;
+
 		/* the SELECT the guarded UPDATE needs: the key and the stock column */
 		Oid			role = GetUserId();
 
@@ -534,7 +593,9 @@ caller_sees_item(StockModel *m, StockTable *t, int64 item)
 			(pg_attribute_aclcheck(m->relid, t->pk_attnum, role, ACL_SELECT) != ACLCHECK_OK ||
 			 pg_attribute_aclcheck(m->relid, t->stock_attnum, role, ACL_SELECT) != ACLCHECK_OK))
 			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(m->relid));
-		return true;
+		present = item_row_present(m->relid, t->pk_attnum, item);
+		if (present >= 0)
+			return present == 1;
 	}
 	return harbor_stock_run(harbor_stock_model_plan(t, MP_EXISTS_RLS), &arg, NULL, false) > 0;
 }
