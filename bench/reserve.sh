@@ -3,7 +3,7 @@
 # (SELECT ... FOR UPDATE, UPDATE, INSERT, COMMIT as separate statements),
 # the same logic as a PL/pgSQL function and a single-statement CTE, plus
 # harbor.reserve_many with 3 lines and, when harbor.split_stock exists, the
-# hot item split over 16 buckets.  One hot item and 10,000 items;
+# hot item split over max(16, clients) buckets.  One hot item and 10,000 items;
 # synchronous_commit on and off; 16 and 64 clients; a cluster with fsync=on.
 # All strategies of one row run in the same run, interleaved, on the same
 # data (bench/lib/reserve.sh, shared with bench/run.sh), so the ratios hold
@@ -49,9 +49,9 @@ reserve_workloads "$w" 2>&1 | sed 's/^/ /'
 {
   echo
   echo "reserve 1 unit: ${RES_SECONDS}s per run, $REPEATS round(s) (median), fsync=on, pgbench -M prepared, TPS"
-  echo "(many3 = reserve_many with 3 lines; split16 = reserve_stock on the hot item split over 16 buckets)"
+  echo "(many3 = reserve_many with 3 lines; split = reserve_stock on the hot item split over max(16, clients) buckets)"
   printf '%-7s %-6s %-4s %3s %8s %8s %8s %8s %8s %8s %9s %9s %9s %9s\n' items net sync cl \
-    client plpgsql cte harbor many3 split16 "h/client" "h/plpgsql" "h/cte" "split/cl"
+    client plpgsql cte harbor many3 split "h/client" "h/plpgsql" "h/cte" "split/cl"
   awk -F'\t' '{ split($1, a, "_"); sub("flush-", "", a[3]); k = a[2] "|" $2 "|" a[3] "|" $3
                 if (!(k in seen)) { seen[k] = 1; order[++n] = k }
                 t[k "|" $4] = $5 }
@@ -60,10 +60,10 @@ reserve_workloads "$w" 2>&1 | sed 's/^/ /'
     END { for (i = 1; i <= n; i++) { k = order[i]; split(k, f, "|")
       printf "%-7s %-6s %-4s %3s %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f %9s %9s %9s %9s\n",
         (f[1] == "hot" ? "1 hot" : "10,000"), f[2], f[3], f[4],
-        v(k, "client"), v(k, "plpgsql"), v(k, "cte"), v(k, "harbor"), v(k, "many3"), v(k, "split16"),
+        v(k, "client"), v(k, "plpgsql"), v(k, "cte"), v(k, "harbor"), v(k, "many3"), v(k, "split"),
         r(v(k, "harbor"), v(k, "client")), r(v(k, "harbor"), v(k, "plpgsql")), r(v(k, "harbor"), v(k, "cte")),
-        r(v(k, "split16"), v(k, "client")) } }' "$TSV"
-  reserve_has_split || echo "(harbor.split_stock is not installed: split16 not measured)"
+        r(v(k, "split"), v(k, "client")) } }' "$TSV"
+  reserve_has_split || echo "(harbor.split_stock is not installed: split not measured)"
   if reserve_has_bucket_counters; then
     echo "bucket paths (harbor.stock_bucket_counters()):"
     psql -X -At -F ' ' -c "SELECT * FROM harbor.stock_bucket_counters()" | sed 's/^/  /'

@@ -22,7 +22,7 @@ STRATEGY_LABEL = {
     "cte": "single-statement CTE",
     "harbor": "harbor.reserve_stock",
     "many3": "harbor.reserve_many, 3 lines",
-    "split16": "harbor.reserve_stock, split over 16 buckets",
+    "split": "harbor.reserve_stock, split over max(16, clients) buckets",
     "n1": "N+1",
     "selectin": "selectin: 1 query per level, rows",
     "json_agg": "hand-written json_agg + LATERAL",
@@ -311,7 +311,7 @@ for net in res_nets:
     for c in (16, 64):
         if c in res_clients:
             target("#10 B", "1 hot item, flush on, %s, %d clients: split stock / seed pattern" % (NET_LABEL[net], c),
-                   ratio("reserve_hot_flush-on", net, c, "split16", "client"), 5.0)
+                   ratio("reserve_hot_flush-on", net, c, "split", "client"), 5.0)
 if sweep:
     target("#10 C, #13", "sweep of %s expired holds: worker / set-based SQL batches (median of %d)" % (
         machine.get("sweep_holds", "?"), len(sweep_runs)), sweep["worker_ratio"][0], 1.0)
@@ -427,10 +427,10 @@ if any(r["workload"].startswith("reserve_") for r in rows):
       "client-side pattern (BEGIN; SELECT ... FOR UPDATE; UPDATE; INSERT; COMMIT as five statements), the same "
       "logic as a PL/pgSQL function, a single-statement CTE, `harbor.reserve_stock`, `harbor.reserve_many` "
       "with 3 lines (the item and two random others: 3 units per transaction), and, when "
-      "`harbor.split_stock` exists, `harbor.reserve_stock` on the hot item split over 16 buckets. Every function "
+      "`harbor.split_stock` exists, `harbor.reserve_stock` on the hot item split over max(16, clients) buckets. Every function "
       "is called as `SELECT f(...)`. Ratios: each strategy's tps over a baseline's, same network and clients.")
     w("")
-    if not any(r["strategy"] == "split16" for r in rows):
+    if not any(r["strategy"] == "split" for r in rows):
         w("`harbor.split_stock` is not installed in this build: the split hot item is not measured.")
         w("")
     for wl, title in res_workloads:

@@ -1,8 +1,9 @@
 # Reservation workloads (sourced by bench/run.sh and bench/reserve.sh).
 #
 # Data: items(id int, name, stock_qty) with 10,000 rows and stock that never
-# runs out; sitems, the same, whose item 1 is split over 16 buckets when
-# harbor.split_stock exists.  Strategies, each reserving 1 unit for a new
+# runs out; sitems, the same, whose item 1 is split over max(16, clients)
+# buckets when harbor.split_stock exists (a bucket per concurrent checkout
+# at most, as docs/reservations.md advises).  Strategies, each reserving 1 unit for a new
 # order id per transaction:
 #   client   the seed's client-side pattern: BEGIN; SELECT ... FOR UPDATE;
 #            UPDATE; INSERT; COMMIT as separate statements
@@ -10,7 +11,7 @@
 #   cte      a single-statement CTE (guarded UPDATE + INSERT)
 #   harbor   harbor.reserve_stock
 #   many3    harbor.reserve_many with 3 lines (the item and two random others)
-#   split16  harbor.reserve_stock on the split item (hot scope only)
+#   split  harbor.reserve_stock on the split item (hot scope only)
 # Every function is called with the same shape: SELECT f(...).
 
 reserve_setup() {
@@ -74,7 +75,7 @@ reserve_scripts() {
       >"$w/many3-$scope.sql"
     printf '%s\n' "$pick" "$order" \
       "SELECT harbor.reserve_stock(:id, 1, 'b' || :o, '15 minutes', 'sitems');" \
-      >"$w/split16-$scope.sql"
+      >"$w/split-$scope.sql"
     printf '%s\n' "$pick" "$order" \
       "BEGIN;" \
       "SELECT stock_qty FROM items WHERE id = :id FOR UPDATE \\gset" \
@@ -93,24 +94,26 @@ reserve_scripts() {
   done
 }
 
-# Fresh holds table and stock before each group of runs.
+# reserve_reset [CLIENTS]: fresh holds table and stock before each group of
+# runs; the split item gets max(16, CLIENTS) buckets.
 reserve_reset() {
+  local buckets=$(( ${1:-16} > 16 ? ${1:-16} : 16 ))
   psql -X -q -c "TRUNCATE harbor.stock_reservations" \
        -c "UPDATE items SET stock_qty = 1000000000" \
        -c "VACUUM ANALYZE items" -c "VACUUM ANALYZE harbor.stock_reservations" >/dev/null
   if reserve_has_split; then
-    psql -X -q -c "SELECT harbor.split_stock('sitems', 1, 16)" >/dev/null
+    psql -X -q -c "SELECT harbor.split_stock('sitems', 1, $buckets)" >/dev/null
   fi
 }
 
 # reserve_workloads SCRIPTDIR: every combination of RES_SCOPES (hot spread),
 # RES_SYNCS (on off), RES_NETS (direct proxy), RES_CLIENTS (1 16 64) over
-# RES_VARIANTS (client plpgsql cte harbor many3, plus split16 on the hot
+# RES_VARIANTS (client plpgsql cte harbor many3, plus split on the hot
 # item when harbor.split_stock exists), RES_SECONDS per run.
 reserve_workloads() {
   local w=$1 scope sc net c port v
   local variants split=""
-  reserve_has_split && split=split16
+  reserve_has_split && split=split
   for scope in ${RES_SCOPES:-hot spread}; do
     local warm=${WARMUP:-1}   # once per scope: every run opens new connections anyway
     for net in ${RES_NETS:-direct proxy}; do
@@ -121,7 +124,7 @@ reserve_workloads() {
           for v in ${RES_VARIANTS:-client plpgsql cte harbor many3} $([ $scope = hot ] && echo $split); do
             args+=("$v=$w/$v-$scope.sql")
           done
-          reserve_reset
+          reserve_reset "$c"
           WARMUP=$warm PGOPTIONS="-c synchronous_commit=$sc" run_group "reserve_${scope}_flush-$sc" "$net" "$c" "$port" \
             "${RES_SECONDS:-2}" "${args[@]}"
           warm=0
