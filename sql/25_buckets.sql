@@ -152,9 +152,15 @@ SELECT qty FROM harbor.reserve_stock(3, 1, 'b-11', model => 'mugs');
 SELECT * FROM bkt.total;
 SELECT * FROM harbor.check_stock();
 
--- check_stock reports buckets of an item that no longer exists
+-- an item row deleted while split serves no checkout (HB002), and
+-- check_stock reports the buckets it left
+UPDATE bkt.mugs SET stock_qty = 3 WHERE id = 4;
 SELECT harbor.split_stock('mugs', 4, 2);
+SELECT qty FROM harbor.reserve_stock(4, 1, 'b-del-1', model => 'mugs');
+SELECT harbor.release_reservation('b-del-1', 4);
 DELETE FROM bkt.mugs WHERE id = 4;
+SELECT bkt.err($$SELECT harbor.reserve_stock(4, 1, 'b-del-2', model => 'mugs')$$);
+SELECT bkt.err($$SELECT harbor.reserve_many('b-del-3', '[{"item_id": 4, "qty": 1}]', model => 'mugs')$$);
 SELECT * FROM harbor.check_stock();
 SELECT harbor.merge_stock('mugs', 4);
 DELETE FROM harbor.stock_bucket WHERE item_id = 4;
@@ -183,6 +189,13 @@ SET ROLE bkt_clerk;
 SELECT qty FROM harbor.reserve_stock(1, 1, 'p-2', model => 'mugs');
 SELECT harbor.release_reservation('p-2');
 RESET ROLE;
+-- SELECT of the item is needed too, as the guarded UPDATE reads the row
+-- (checked explicitly: without row-level security no statement reads it)
+REVOKE SELECT ON bkt.mugs FROM bkt_clerk;
+SET ROLE bkt_clerk;
+SELECT bkt.err($$SELECT harbor.reserve_stock(1, 1, 'p-2b', model => 'mugs')$$);
+RESET ROLE;
+GRANT SELECT ON bkt.mugs TO bkt_clerk;
 -- row-level security hiding an item hides its buckets too
 ALTER TABLE bkt.mugs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY only_one ON bkt.mugs USING (id = 1);

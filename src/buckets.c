@@ -41,7 +41,8 @@
  * bucket they can lock at once, else to the item row they hold.
  *
  * Privileges.  harbor.stock_bucket belongs to the extension's owner and
- * only its SELECT is granted; its rows are written here as that owner,
+ * nothing on it is granted (the stock_buckets view is readable by every
+ * role); its rows are written here as that owner,
  * under SECURITY_RESTRICTED_OPERATION, after checking explicitly that the
  * caller could have moved the stock itself: UPDATE on the stock column (or
  * the table), SELECT of the item, and, when row-level security applies to
@@ -57,12 +58,16 @@
 
 #include <limits.h>
 
+#include "access/genam.h"
 #include "access/hash.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -70,15 +75,20 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/resowner.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -499,6 +509,56 @@ require_stock_update(StockModel *m, StockTable *t)
 }
 
 /*
+ * Whether the item row is there, read through the table's primary key
+ * index under the active snapshot without locking the row: a cheap probe
+ * for callers to whom no row-level security applies.  -1 when the key's
+ * index cannot be probed with a bigint (no single-column primary key, or
+ * its operator family has no equality with bigint): the caller then asks
+ * with a statement.
+ */
+static int
+item_row_present(Oid relid, AttrNumber pk_attnum, int64 item)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	Relation	idx;
+	Oid			eqop;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int			found;
+
+	if (!OidIsValid(indexoid))
+	{
+		table_close(rel, AccessShareLock);
+		return -1;
+	}
+	idx = index_open(indexoid, AccessShareLock);
+	eqop = InvalidOid;
+	if (idx->rd_index->indnkeyatts == 1 && idx->rd_index->indkey.values[0] == pk_attnum &&
+		idx->rd_rel->relam == BTREE_AM_OID)
+		eqop = get_opfamily_member(idx->rd_opfamily[0], idx->rd_opcintype[0], INT8OID,
+								   BTEqualStrategyNumber);
+	if (!OidIsValid(eqop))
+	{
+		index_close(idx, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		return -1;
+	}
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, INT8OID,
+						   idx->rd_indcollation[0], get_opcode(eqop), Int64GetDatum(item));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot) ? 1 : 0;
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
  * What the guarded UPDATE of an unsplit item checks, checked explicitly:
  * the caller may update the stock column and sees the item; under
  * row-level security, sees it as an UPDATE would (the item is locked FOR
@@ -513,8 +573,31 @@ caller_sees_item(StockModel *m, StockTable *t, int64 item)
 
 	require_stock_update(m, t);
 	rls = check_enable_rls(m->relid, InvalidOid, true) == RLS_ENABLED;
-	return harbor_stock_run(harbor_stock_model_plan(t, rls ? MP_EXISTS_RLS : MP_EXISTS),
-							&arg, NULL, false) > 0;
+
+	/*
+	 * Without row-level security for this caller (the table has none, or
+	 * the caller bypasses it) the rights are catalog checks and the row is
+	 * looked up through the key's index, without a statement or a row lock:
+	 * an item row deleted while split serves no more checkouts.
+	 * check_enable_rls reads the relcache, so an ALTER TABLE ... ENABLE ROW
+	 * LEVEL SECURITY counts from the next call on.
+	 */
+	if (!rls)
+	{
+		int			present;
+
+		/* the SELECT the guarded UPDATE needs: the key and the stock column */
+		Oid			role = GetUserId();
+
+		if (pg_class_aclcheck(m->relid, role, ACL_SELECT) != ACLCHECK_OK &&
+			(pg_attribute_aclcheck(m->relid, t->pk_attnum, role, ACL_SELECT) != ACLCHECK_OK ||
+			 pg_attribute_aclcheck(m->relid, t->stock_attnum, role, ACL_SELECT) != ACLCHECK_OK))
+			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(m->relid));
+		present = item_row_present(m->relid, t->pk_attnum, item);
+		if (present >= 0)
+			return present == 1;
+	}
+	return harbor_stock_run(harbor_stock_model_plan(t, MP_EXISTS_RLS), &arg, NULL, false) > 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -614,6 +697,41 @@ probe(StockCache *c, ItemPointer tid, AttrNumber stock_att, int64 need)
 }
 
 /*
+ * Whether the bucket version at tid is locked or updated by another
+ * transaction still running, read from its header without locking it.  A
+ * hint only (a multixact, or a version since replaced, reads as not busy):
+ * it spares the subtransaction of a probe that would fail; a bucket passed
+ * over by mistake is still found by the wait or the across step.
+ */
+static bool
+looks_busy(Relation rel, ItemPointer tid)
+{
+	Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
+	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
+	TransactionId xmax = InvalidTransactionId;
+	Page		page;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page))
+	{
+		ItemId		lp = PageGetItemId(page, off);
+
+		if (ItemIdIsNormal(lp))
+		{
+			HeapTupleHeader h = (HeapTupleHeader) PageGetItem(page, lp);
+
+			if (!(h->t_infomask & (HEAP_XMAX_INVALID | HEAP_XMAX_IS_MULTI)))
+				xmax = HeapTupleHeaderGetRawXmax(h);
+		}
+	}
+	UnlockReleaseBuffer(buf);
+	return TransactionIdIsNormal(xmax) &&
+		!TransactionIdIsCurrentTransactionId(xmax) &&
+		TransactionIdIsInProgress(xmax);
+}
+
+/*
  * In a subtransaction: the guarded take from one bucket, waiting for it
  * (BP_TAKE with args).  An UPDATE that waited and then found the row short
  * keeps it locked: rolling back lets it go.
@@ -639,15 +757,18 @@ wait_take(StockCache *c, Datum *args)
 }
 
 /*
- * Take need units of item, by the paths in the file header.  True and the
- * bucket taken from (HARBOR_NO_BUCKET: the stock column) on success; false
- * and what the item has when the whole item is short.
+ * Take need units of item, by the paths in the file header, step 1 over
+ * listed (the caller's list of this call: its row versions cannot be
+ * pruned while the calling statement's snapshot holds back the horizon, and
+ * each is locked at its newest version anyway).  True and the bucket taken
+ * from (HARBOR_NO_BUCKET: the stock column) on success; false and what the
+ * item has when the whole item is short.
  */
 static bool
 take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int start,
-	 int64 own_id, int32 *bucket_out, int64 *available)
+	 const BucketList *listed, int64 own_id, int32 *bucket_out, int64 *available)
 {
-	BucketList	bl;
+	BucketList	bl = *listed;
 	Datum		args[4];
 	AttrNumber	stock_att = bucket_stock_attnum(c);
 	int64		column;
@@ -656,22 +777,31 @@ take(StockCache *c, StockModel *m, StockTable *t, int64 item, int64 need, int st
 	bool		isnull;
 	int			first = HARBOR_NO_BUCKET;
 
-	list_buckets(c, m, item, &bl);
-
-	/* 1. A bucket with enough stock that nobody holds, from start on. */
-	for (int i = 0; i < bl.n; i++)
+	/*
+	 * 1. A bucket with enough stock that nobody holds, from start on;
+	 * buckets that look busy are passed over without a probe.
+	 */
 	{
-		int			j = (start + i) % bl.n;
+		Relation	rel = table_open(c->bucket_relid, AccessShareLock);
 
-		if (bl.stock[j] < need)
-			continue;
-		CHECK_FOR_INTERRUPTS();
-		if (probe(c, &bl.tids[j], stock_att, need))
+		for (int i = 0; i < bl.n; i++)
 		{
-			count_path(i == 0 ? PATH_FIRST : PATH_SKIPPED);
-			*bucket_out = bl.nums[j];
-			return true;
+			int			j = (start + i) % bl.n;
+
+			if (bl.stock[j] < need)
+				continue;
+			CHECK_FOR_INTERRUPTS();
+			if (looks_busy(rel, &bl.tids[j]))
+				continue;
+			if (probe(c, &bl.tids[j], stock_att, need))
+			{
+				table_close(rel, AccessShareLock);
+				count_path(i == 0 ? PATH_FIRST : PATH_SKIPPED);
+				*bucket_out = bl.nums[j];
+				return true;
+			}
 		}
+		table_close(rel, AccessShareLock);
 	}
 
 	/* 2. Wait for one bucket that has enough now. */
@@ -875,7 +1005,7 @@ harbor_bucket_reserve(StockCache *c, StockModel *m, StockTable *t, int64 item, i
 	taken = own_bucket;
 	if (need > 0)
 	{
-		if (!take(c, m, t, item, need, start, hold_id, &taken, available))
+		if (!take(c, m, t, item, need, start, &bl, hold_id, &taken, available))
 		{
 			*available += is_new ? 0 : own_qty;
 			return BUCKET_SHORT;
