@@ -40,11 +40,15 @@
  * Batch sizes.  A release batch keeps the items of the holds it releases
  * locked until it commits, and checkouts of those items wait for it: the
  * more holds a batch takes, the more items it locks and the longer it
- * holds them.  So release batches are sized to finish in about
- * SWEEP_BATCH_TARGET_MS: the size halves after a slower batch and doubles
- * after a quick full one, between SWEEP_BATCH_MIN and
- * harbor_orm.sweep_batch_size.  Purge batches lock no item and take
- * harbor_orm.sweep_batch_size rows.
+ * holds them.  So release batches are sized by what they cost others:
+ * just before a batch commits, the worker asks whether any backend waits
+ * for its transaction (or its subtransactions, which locked the rows);
+ * if one does, or the batch took over SWEEP_BATCH_MAX_MS, the next batch
+ * is half the size, else a full enough batch doubles it, between
+ * SWEEP_BATCH_MIN and harbor_orm.sweep_batch_size.  Batches commit with
+ * synchronous_commit off, so their row locks are not held through a WAL
+ * flush (see worker_apply_settings).  Purge batches lock no item and take
+ harbor_orm.sweep_batch_size rows.
  *
  * Time limits.  Every batch runs under harbor_orm.sweep_lock_timeout (a
  * lock timeout ends the database's round with one LOG line; the next round
@@ -385,6 +389,16 @@ worker_apply_settings(void)
 	char		buf[32];
 
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * A batch's item row locks are released at its commit, after the WAL
+	 * flush; without waiting for the flush, checkouts of those items wait
+	 * for the batch's work only, and a small batch costs no flush of its
+	 * own.  Losing the last batches in a crash loses nothing: each batch's
+	 * holds and stock change together, the holds stay active and expired,
+	 * and the next round releases them.  A checkout that read the stock a
+	 * batch gave back flushes that batch's commit record with its own.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 	snprintf(buf, sizeof(buf), "%d", harbor_sweep_lock_timeout);
 	SetConfigOption("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION);
 }
@@ -454,21 +468,54 @@ add_to_counters(SweepKind kind, int64 n)
 	SpinLockRelease(&shared->mutex);
 }
 
-#define SWEEP_BATCH_TARGET_MS	10
+/*
+ * Release batch sizing: a batch whose row locks someone waited for (a
+ * checkout queued on its transaction when it was about to commit) halves
+ * the next one; a full enough batch nobody waited for doubles it, unless
+ * it took longer than SWEEP_BATCH_MAX_MS, which halves it too.
+ */
+#define SWEEP_BATCH_MAX_MS		50
 #define SWEEP_BATCH_MIN			16
 
 /* The size of the next release batch; carried over between rounds. */
 static int	release_batch_size = 64;
 
-/* The next release batch size after one of size took elapsed_ms and released n. */
 static int
-next_release_batch_size(int size, int64 n, long elapsed_ms)
+next_release_batch_size(int size, int64 n, long elapsed_ms, bool waited_for)
 {
-	if (elapsed_ms > SWEEP_BATCH_TARGET_MS)
+	if (waited_for || elapsed_ms > SWEEP_BATCH_MAX_MS)
 		size /= 2;
-	else if (elapsed_ms < SWEEP_BATCH_TARGET_MS / 2 && n >= size / 2)
+	else if (n >= size / 2)
 		size *= 2;
 	return Min(Max(size, SWEEP_BATCH_MIN), harbor_sweep_batch_size);
+}
+
+/*
+ * Whether another backend waits for this transaction: a row lock waiter
+ * waits on the holder's transaction id.  Asked just before the commit.
+ */
+static bool
+batch_waited_for(void)
+{
+	TransactionId xid = GetTopTransactionIdIfAny();
+	TransactionId *children;
+	int			nchildren;
+	LOCKTAG		tag;
+
+	if (!TransactionIdIsValid(xid))
+		return false;
+	SET_LOCKTAG_TRANSACTION(tag, xid);
+	if (LockHasWaiters(&tag, ExclusiveLock, false))
+		return true;
+	/* each model's work ran in a subtransaction, which locked its rows */
+	nchildren = xactGetCommittedChildren(&children);
+	for (int i = 0; i < nchildren; i++)
+	{
+		SET_LOCKTAG_TRANSACTION(tag, children[i]);
+		if (LockHasWaiters(&tag, ExclusiveLock, false))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -497,6 +544,7 @@ run_batches(SweepKind kind)
 			int			batch_size;
 			int64		n;
 			TimestampTz started;
+			bool		waited_for;
 
 			CHECK_FOR_INTERRUPTS();
 			worker_reload_config();
@@ -521,6 +569,7 @@ run_batches(SweepKind kind)
 			}
 			started = GetCurrentTimestamp();
 			n = run_one_batch(kind, batch_size);
+			waited_for = kind == SWEEP_RELEASE && batch_waited_for();
 			CommitTransactionCommand();
 			if (kind == SWEEP_RELEASE)
 			{
@@ -529,7 +578,8 @@ run_batches(SweepKind kind)
 
 				TimestampDifference(started, GetCurrentTimestamp(), &secs, &usecs);
 				release_batch_size = next_release_batch_size(batch_size, n,
-															 secs * 1000 + usecs / 1000);
+															 secs * 1000 + usecs / 1000,
+															 waited_for);
 			}
 			pgstat_report_stat(false);
 			pgstat_report_activity(STATE_IDLE, NULL);
