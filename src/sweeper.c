@@ -48,7 +48,7 @@
  * SWEEP_BATCH_MIN and harbor_orm.sweep_batch_size.  Batches commit with
  * synchronous_commit off, so their row locks are not held through a WAL
  * flush (see worker_apply_settings).  Purge batches lock no item and take
- harbor_orm.sweep_batch_size rows.
+ * harbor_orm.sweep_batch_size rows.
  *
  * Time limits.  Every batch runs under harbor_orm.sweep_lock_timeout (a
  * lock timeout ends the database's round with one LOG line; the next round
