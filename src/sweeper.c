@@ -42,7 +42,7 @@
  * more holds a batch takes, the more items it locks and the longer it
  * holds them.  So release batches are sized by what they cost others:
  * just before a batch commits, the worker asks whether any backend waits
- * for its transaction (or its subtransactions, which locked the rows);
+ * for its transaction;
  * if one does, or the batch took over SWEEP_BATCH_MAX_MS, the next batch
  * is half the size, else a full enough batch doubles it, between
  * SWEEP_BATCH_MIN and harbor_orm.sweep_batch_size.  Batches commit with
@@ -492,30 +492,22 @@ next_release_batch_size(int size, int64 n, long elapsed_ms, bool waited_for)
 
 /*
  * Whether another backend waits for this transaction: a row lock waiter
- * waits on the holder's transaction id.  Asked just before the commit.
+ * waits on the locker's transaction id.  Each model's work ran in a
+ * subtransaction, which locked its rows, but a subtransaction's own id lock
+ * is released at its commit and its waiters then wait on the top-level
+ * transaction (XactLockTableWait follows the parent), so the top-level id
+ * is the one to ask about, just before the commit.
  */
 static bool
 batch_waited_for(void)
 {
 	TransactionId xid = GetTopTransactionIdIfAny();
-	TransactionId *children;
-	int			nchildren;
 	LOCKTAG		tag;
 
 	if (!TransactionIdIsValid(xid))
 		return false;
 	SET_LOCKTAG_TRANSACTION(tag, xid);
-	if (LockHasWaiters(&tag, ExclusiveLock, false))
-		return true;
-	/* each model's work ran in a subtransaction, which locked its rows */
-	nchildren = xactGetCommittedChildren(&children);
-	for (int i = 0; i < nchildren; i++)
-	{
-		SET_LOCKTAG_TRANSACTION(tag, children[i]);
-		if (LockHasWaiters(&tag, ExclusiveLock, false))
-			return true;
-	}
-	return false;
+	return LockHasWaiters(&tag, ExclusiveLock, false);
 }
 
 /*

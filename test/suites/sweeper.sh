@@ -284,6 +284,23 @@ preloaded() {
     "SELECT status FROM harbor.stock_reservations WHERE order_id = 'after-crash'" expired
   check "no stock lost in shop_a" "$(q shop_a "SELECT sum(stock_qty) FROM public.items")" 1000
 
+  # Release batches under checkouts of the same items: each batch asks,
+  # before it commits, whether a checkout waits for it (to size the next
+  # one); the question must log nothing, and every expired hold goes back.
+  q shop_a "UPDATE public.items SET stock_qty = 100000" \
+    "SELECT count(*) FROM (SELECT harbor.reserve_stock((g % 10) + 1, 1, 'busy-' || g, '1 millisecond')
+                              FROM generate_series(1, 5000) g) s" >/dev/null
+  local script
+  script=$(mktemp)
+  printf '%s\n' '\set id random(1, 10)' '\set o random(1, 900000000)' \
+    "SELECT harbor.reserve_stock(:id, 1, 'live-' || :o, '1 hour');" >"$script"
+  /usr/lib/postgresql/15/bin/pgbench -n -c 8 -j 2 -T 4 -f "$script" shop_a >/dev/null 2>&1
+  check "checkouts ran beside the sweep" "$?" 0
+  rm -f "$script"
+  wait_for "expired holds go back while checkouts take the same items" 60 shop_a \
+    "SELECT count(*) FROM harbor.stock_reservations WHERE status = 'active' AND expires_at < now()" 0
+  check "the batches' waiter check logs nothing" "$(log_count "you don't own a lock")" 0
+
   # Switched off by harbor_orm.sweeper_enabled.
   q postgres "ALTER SYSTEM SET harbor_orm.sweeper_enabled = off" "SELECT pg_reload_conf()" >/dev/null
   wait_for "sweeper_enabled = off disables it" 10 postgres \
